@@ -1,0 +1,129 @@
+"""What every backend's Trainer shares: epoch bookkeeping, padding, work counts.
+
+A backend subclass keeps the dataset on its device and implements four things: build the
+model and optimizer (``__init__``), run a span of steps in one compiled call
+(``_run_steps``), predict a whole image set in one compiled call (``_predict_all``), and
+predict one batch from the host (``predict_batch``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import time
+
+import numpy as np
+
+from fashion_core import models
+from fashion_core.config import TrainConfig
+from fashion_core.data import Dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class StepStats:
+    """Sums over a span of train steps, read back to the host (which syncs the device)."""
+
+    loss_sum: float  # sum over samples of the cross-entropy
+    mse_sum: float  # sum over samples of the tutorial's MSE(one-hot, logits)
+    samples: int  # samples that were trained on
+    bad_step: int  # the first step (within the epoch) whose loss was NaN/inf, or -1
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask, not the host's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return os.cpu_count() or 1
+
+
+class BaseTrainer:
+    """Shared state and helpers; see the module docstring for what subclasses add."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.n_train = len(dataset.x_train)
+        if config.batch_size > self.n_train:
+            from fashion_core.config import ConfigError
+
+            raise ConfigError(f"batch_size {config.batch_size} is larger than the "
+                              f"{self.n_train} training samples")
+        self.batch_size = config.batch_size
+        # The last step takes the remainder: its missing samples are padded and masked out.
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.padded_size = self.steps_per_epoch * self.batch_size
+        self.compile_seconds: float | None = None
+
+    # -- work counts -------------------------------------------------------------------
+    @property
+    def model(self):  # the Keras model, set by subclasses
+        return self._model
+
+    @property
+    def train_flops_per_epoch(self) -> int:
+        return models.train_flops_per_sample(self.model) * self.n_train
+
+    @property
+    def flops_per_sample(self) -> int:
+        return models.flops_per_sample(self.model)
+
+    def padded_order(self, order: np.ndarray) -> np.ndarray:
+        """An epoch's sample order padded to whole batches (pads are masked in the step)."""
+        order = np.asarray(order, dtype=np.int32)
+        if order.shape != (self.n_train,):
+            raise ValueError(f"order must hold {self.n_train} indices, not {order.shape}")
+        pad = np.zeros(self.padded_size - self.n_train, dtype=np.int32)
+        return np.concatenate([order, pad])
+
+    # -- the interface the train loop and the benchmarks use ------------------------------
+    def set_order(self, order: np.ndarray) -> None:
+        """Upload the sample order of the coming epoch (a permutation of the train set)."""
+        raise NotImplementedError
+
+    def run_steps(self, start: int, count: int) -> StepStats:
+        """Run steps ``start .. start+count-1`` of the epoch in one compiled call."""
+        raise NotImplementedError
+
+    def compile(self) -> float:
+        """Trace and compile the train step without changing any weight; return seconds."""
+        if self.compile_seconds is None:
+            self.set_order(np.arange(self.n_train))
+            begin = time.perf_counter()
+            self.run_steps(0, 0)  # zero steps: compiles the whole loop, trains nothing
+            self.compile_seconds = time.perf_counter() - begin
+        return self.compile_seconds
+
+    def predict_all(self, which: str = "test", batch_size: int | None = None) -> np.ndarray:
+        """Predicted classes of every image of ``which`` ("test" or "train"), int32."""
+        raise NotImplementedError
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """Logits for uint8 images given on the host, returned to the host."""
+        raise NotImplementedError
+
+    def evaluate(self) -> float:
+        """Test accuracy: the share of test images whose predicted class is right."""
+        predictions = self.predict_all("test", self.config.eval_batch_size)
+        return float(np.mean(predictions == self.dataset.y_test))
+
+    def device_peak_bytes(self) -> int | None:
+        """Peak device memory since the last reset, where the framework reports it."""
+        return None
+
+    def reset_device_peak(self) -> None:
+        """Start a new peak-memory window (no-op where not reported)."""

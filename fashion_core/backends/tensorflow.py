@@ -1,0 +1,208 @@
+"""TensorFlow backend: the train step compiled once with ``tf.function`` (XLA on or off).
+
+Speed comes from three choices (measured on a 2-core CPU, MLP, batch 128: 0.22 s an
+epoch with XLA, against about 2 s for Keras ``fit``):
+
+- the whole dataset lives on the device as uint8 (47 MB); a step gathers its batch by
+  index and scales it there, so no input pipeline runs on the host;
+- a span of steps (a whole epoch by default) runs inside one compiled ``tf.while_loop``:
+  one host round-trip per span instead of one per step;
+- the epoch's last, partial batch is padded to full size and masked out of the loss, so
+  every step has the same static shapes and XLA compiles exactly one program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from fashion_core import models  # noqa: E402
+from fashion_core.backends import DeviceInfo, resolve_device  # noqa: E402
+from fashion_core.backends.base import BaseTrainer, StepStats, cpu_model  # noqa: E402
+from fashion_core.config import TrainConfig  # noqa: E402
+from fashion_core.data import NUM_CLASSES, Dataset  # noqa: E402
+
+NAME = "tensorflow"
+
+
+def versions() -> dict:
+    """TensorFlow and Keras versions, and the CUDA/cuDNN TensorFlow was built with."""
+    build = tf.sysconfig.get_build_info()
+    return {"backend": NAME, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
+
+
+def list_devices() -> list[DeviceInfo]:
+    """The CPU and every GPU TensorFlow sees, named cpu, gpu:0, gpu:1, ..."""
+    devices = [DeviceInfo("cpu", "CPU", cpu_model())]
+    for index, gpu in enumerate(tf.config.list_physical_devices("GPU")):
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability")
+        devices.append(DeviceInfo(
+            f"gpu:{index}", "GPU", details.get("device_name", gpu.name),
+            memory_bytes=None,
+            compute_capability=".".join(map(str, capability)) if capability else None))
+    return devices
+
+
+def tf_device_name(name: str) -> str:
+    """'cpu' -> '/CPU:0', 'gpu:1' -> '/GPU:1'."""
+    return "/CPU:0" if name == "cpu" else "/GPU:" + name.split(":")[1]
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Set Keras's global dtype policy for the block, and always restore the old one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam; wrapped in dynamic loss scaling for float16, whose gradients underflow."""
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def per_sample_losses(logits, labels):
+    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
+
+    Both are computed in float32 whatever the compute precision.
+    """
+    logits = tf.cast(logits, tf.float32)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    mse = tf.reduce_mean(tf.square(tf.one_hot(labels, NUM_CLASSES) - logits), axis=-1)
+    return ce, mse
+
+
+class Trainer(BaseTrainer):
+    """A model, its optimizer and the dataset, all on one TensorFlow device."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
+        super().__init__(config, dataset)
+        self.device = resolve_device(config.device, list_devices())
+        self.tf_device = tf_device_name(self.device.name)
+        self.jit = config.resolve_jit(self.device.kind)
+        keras.utils.set_random_seed(config.seed)
+        with precision_policy(config.precision), tf.device(self.tf_device):
+            self._model = models.build(config.model)
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(self._model.trainable_variables)
+            self._images = {"train": tf.constant(dataset.x_train),
+                            "test": tf.constant(dataset.x_test)}
+            self._labels = tf.constant(dataset.y_train.astype(np.int32))
+            self._order = tf.zeros([self.padded_size], tf.int32)
+        # The one place the step is compiled; XLA on or off by the config.
+        self._steps_fn = tf.function(self._steps, jit_compile=self.jit)
+        self._predict_fns: dict[int, tf.types.experimental.PolymorphicFunction] = {}
+        self._logits_fn = tf.function(self._logits, jit_compile=self.jit,
+                                      reduce_retracing=True)
+
+    # -- training ------------------------------------------------------------------------
+    def _train_step(self, images, labels, weights):
+        """One optimizer step on a (possibly padded) batch; returns mean CE and MSE."""
+        x = models.preprocess(images, self.config.model, keras.ops)
+        variables = self._model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self._model(x, training=True)
+            ce, mse = per_sample_losses(logits, labels)
+            count = tf.reduce_sum(weights)
+            loss = tf.reduce_sum(ce * weights) / count
+            scaled = (self.optimizer.scale_loss(loss)
+                      if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+                      else loss)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return loss, tf.reduce_sum(mse * weights) / count, count
+
+    def _steps(self, order, start, count):
+        """Steps start .. start+count-1 in one while-loop; stops at the first NaN/inf loss."""
+        batch = self.batch_size
+        order = tf.reshape(order, [self.steps_per_epoch, batch])
+        positions = tf.range(batch)
+
+        def body(step, loss_sum, mse_sum, samples, bad):
+            index = order[step]
+            # Padding at the end of the epoch's order gets weight 0.
+            weights = tf.cast(step * batch + positions < self.n_train, tf.float32)
+            images = tf.gather(self._images["train"], index)
+            labels = tf.gather(self._labels, index)
+            loss, mse, n = self._train_step(images, labels, weights)
+            bad = tf.where(tf.math.is_finite(loss), bad, step)
+            return step + 1, loss_sum + loss * n, mse_sum + mse * n, samples + n, bad
+
+        def cond(step, loss_sum, mse_sum, samples, bad):
+            return tf.logical_and(step < start + count, bad < 0)
+
+        zero = tf.constant(0.0)
+        _, loss_sum, mse_sum, samples, bad = tf.while_loop(
+            cond, body, (start, zero, zero, zero, tf.constant(-1)))
+        return tf.stack([loss_sum, mse_sum, samples, tf.cast(bad, tf.float32)])
+
+    def set_order(self, order: np.ndarray) -> None:
+        with tf.device(self.tf_device):
+            self._order = tf.constant(self.padded_order(order))
+
+    def run_steps(self, start: int, count: int) -> StepStats:
+        with tf.device(self.tf_device):
+            result = self._steps_fn(self._order, tf.constant(start, tf.int32),
+                                    tf.constant(count, tf.int32))
+        loss_sum, mse_sum, samples, bad = result.numpy()  # the read-back syncs the device
+        return StepStats(float(loss_sum), float(mse_sum), int(samples), int(bad))
+
+    # -- inference -----------------------------------------------------------------------
+    def _logits(self, images):
+        return tf.cast(self._model(models.preprocess(images, self.config.model, keras.ops),
+                                   training=False), tf.float32)
+
+    def _predict_fn(self, batch_size: int):
+        """A compiled function predicting a whole image set: full batches in a loop, then
+        the remainder as one smaller batch, so no padding work is counted as throughput."""
+        if batch_size not in self._predict_fns:
+            def predict(images):
+                n = images.shape[0]
+                full = (n // batch_size) * batch_size
+                classes = []
+                if full:
+                    batches = tf.reshape(images[:full], [-1, batch_size, *images.shape[1:]])
+                    per_batch = tf.map_fn(
+                        lambda b: tf.argmax(self._logits(b), axis=-1, output_type=tf.int32),
+                        batches, fn_output_signature=tf.int32)
+                    classes.append(tf.reshape(per_batch, [-1]))
+                if full < n:
+                    classes.append(tf.argmax(self._logits(images[full:]), axis=-1,
+                                             output_type=tf.int32))
+                return tf.concat(classes, axis=0)
+
+            self._predict_fns[batch_size] = tf.function(predict, jit_compile=self.jit)
+        return self._predict_fns[batch_size]
+
+    def predict_all(self, which: str = "test", batch_size: int | None = None) -> np.ndarray:
+        batch_size = batch_size or self.config.eval_batch_size
+        with tf.device(self.tf_device):
+            return self._predict_fn(batch_size)(self._images[which]).numpy()
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        with tf.device(self.tf_device):
+            return self._logits_fn(tf.constant(images)).numpy()
+
+    # -- memory --------------------------------------------------------------------------
+    def device_peak_bytes(self) -> int | None:
+        if self.device.kind != "GPU":
+            return None
+        return int(tf.config.experimental.get_memory_info(self.tf_device.lstrip("/"))["peak"])
+
+    def reset_device_peak(self) -> None:
+        if self.device.kind == "GPU":
+            tf.config.experimental.reset_memory_stats(self.tf_device.lstrip("/"))

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny synthetic data, IDX folders written by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+from fashion_core import data
+
+DEBIAN_HAS_DATA = all((data.DEBIAN_DIR / spec.name).is_file() for spec in data.FILES.values())
+needs_real_data = pytest.mark.skipif(
+    not DEBIAN_HAS_DATA, reason="Debian's dataset-fashion-mnist is not installed")
+
+
+@pytest.fixture(scope="session")
+def tiny() -> data.Dataset:
+    """300 training and 100 test images, learnable; 300 is no multiple of common batches."""
+    return data.synthetic(train_size=300, test_size=100, seed=1)
+
+
+def write_dataset(folder: Path, dataset: data.Dataset) -> Path:
+    """Write ``dataset`` as the four gzipped IDX files into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"train_images": dataset.x_train, "train_labels": dataset.y_train,
+              "test_images": dataset.x_test, "test_labels": dataset.y_test}
+    for key, spec in data.FILES.items():
+        data.write_idx_gz(folder / spec.name, arrays[key])
+    return folder
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny) -> Path:
+    return write_dataset(tmp_path / "fashion", tiny)
+
+
+@pytest.fixture
+def no_default_dirs(monkeypatch, tmp_path):
+    """Point every default place at empty folders and unset FASHION_MNIST_DIR."""
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian-empty")
+    monkeypatch.setattr(data, "KERAS_CACHE_DIR", tmp_path / "keras-empty")
