@@ -1,0 +1,1 @@
+"""fashion-bench's benchmark suites (pytest-benchmark) and the report."""

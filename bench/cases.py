@@ -1,0 +1,168 @@
+"""The benchmark matrix as data: one frozen Case per measurement, with a stable id.
+
+The id (``mlp-cpu-b128-fp32-xla``, ``-jax`` appended for another backend) names the
+configuration; the suite (train, inference, ...) is the test function. Together they key
+results: pytest ids, result rows and report tables all use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Sequence
+
+from fashion_core.config import PRECISIONS
+
+SUITES = ("train", "inference", "latency", "tta", "compile", "baseline")
+# Reference training loops the compiled step is compared with (suite "baseline").
+VARIANTS = ("keras-fit", "tutorial-eager")
+SHORT_PRECISIONS = tuple(PRECISIONS.values())  # fp32, fp16, bf16
+POLICY = {short: full for full, short in PRECISIONS.items()}
+MATRICES = ("quick", "full", "tiny")
+
+# Time-to-accuracy targets (MLPerf-style quality bars) and epoch caps.
+TTA_TARGETS = {"mlp": (0.88, 20), "cnn": (0.91, 15)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmark configuration.
+
+    Attributes:
+        suite: train, inference, latency, tta or compile.
+        model: mlp or cnn.
+        device: cpu or gpu:N.
+        batch_size: samples a step (train) or a predict call (inference).
+        precision: fp32, fp16 (mixed_float16) or bf16 (mixed_bfloat16).
+        xla: compile with XLA.
+        backend: the Keras backend.
+        steps: train only: steps a timed round; None means a whole epoch.
+        rounds: timed rounds (after one untimed warm-up round).
+        variant: baseline only: keras-fit (``model.fit`` with a whole epoch per
+            execution) or tutorial-eager (the tutorial's eager GradientTape loop).
+    """
+
+    suite: str
+    model: str
+    device: str
+    batch_size: int
+    precision: str = "fp32"
+    xla: bool = True
+    backend: str = "tensorflow"
+    steps: int | None = None
+    rounds: int = 5
+    variant: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.suite == "baseline") != (self.variant in VARIANTS):
+            raise ValueError(f"suite 'baseline' takes a variant from {VARIANTS}, others none; "
+                             f"got suite {self.suite!r}, variant {self.variant!r}")
+        if self.suite not in SUITES:
+            raise ValueError(f"unknown suite {self.suite!r}; choose from {SUITES}")
+        if self.precision not in SHORT_PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use {SHORT_PRECISIONS}")
+
+    @property
+    def id(self) -> str:
+        text = (f"{self.model}-{self.device.replace(':', '')}-b{self.batch_size}-"
+                f"{self.precision}-{'xla' if self.xla else 'noxla'}")
+        if self.variant:
+            text = f"{text}-{self.variant}"
+        return text if self.backend == "tensorflow" else f"{text}-{self.backend}"
+
+    @property
+    def policy(self) -> str:
+        """The Keras dtype policy name of the precision."""
+        return POLICY[self.precision]
+
+    @property
+    def target(self) -> tuple[float, int]:
+        """tta only: (test accuracy to reach, cap on epochs)."""
+        return TTA_TARGETS[self.model]
+
+    def fields(self) -> dict:
+        """The descriptive fields every result row carries."""
+        return {"case": self.id, "suite": self.suite, "model": self.model,
+                "backend": self.backend, "device": self.device,
+                "batch_size": self.batch_size, "precision": self.precision, "xla": self.xla,
+                "variant": self.variant}
+
+
+def _default_xla(model: str, device: str) -> bool:
+    # XLA:CPU convolutions run tens of times slower than TensorFlow's own kernels.
+    return not (model == "cnn" and device == "cpu")
+
+
+def _quick(device: str, backend: str) -> list[Case]:
+    cnn_xla = _default_xla("cnn", device)
+    cases = [Case("train", "mlp", device, 128), Case("train", "mlp", device, 1024),
+             Case("train", "mlp", device, 128, xla=False),
+             Case("train", "mlp", device, 128, "bf16"), Case("train", "mlp", device, 128, "fp16"),
+             Case("train", "cnn", device, 128, xla=cnn_xla, steps=40)]
+    cases += [Case("inference", "mlp", device, b) for b in (1, 128, 1024, 4096)]
+    cases += [Case("inference", "mlp", device, 1024, "bf16"),
+              Case("inference", "cnn", device, 1024, xla=cnn_xla)]
+    cases += [Case("latency", "mlp", device, 1), Case("latency", "cnn", device, 1, xla=cnn_xla)]
+    cases += [Case("tta", "mlp", device, 128, rounds=1),
+              Case("tta", "cnn", device, 128, xla=cnn_xla, rounds=1)]
+    cases += [Case("compile", "mlp", device, 128, rounds=3),
+              Case("compile", "mlp", device, 128, xla=False, rounds=3),
+              Case("compile", "cnn", device, 128, xla=cnn_xla, rounds=3)]
+    cases += [Case("baseline", "mlp", device, 128, rounds=3, variant="keras-fit"),
+              Case("baseline", "mlp", device, 128, xla=False, steps=40, rounds=3,
+                   variant="tutorial-eager")]
+    return [dataclasses.replace(c, backend=backend) for c in cases]
+
+
+def _full(device: str, backend: str) -> list[Case]:
+    cases = []
+    for model, precision, xla in itertools.product(("mlp", "cnn"), SHORT_PRECISIONS,
+                                                   (True, False)):
+        steps = None if model == "mlp" else 40
+        cases += [Case("train", model, device, b, precision, xla, steps=steps)
+                  for b in (32, 128, 512, 1024, 4096)]
+        cases += [Case("inference", model, device, b, precision, xla)
+                  for b in (1, 8, 32, 128, 512, 1024, 4096, 8192)]
+        cases.append(Case("latency", model, device, 1, precision, xla))
+        cases.append(Case("compile", model, device, 128, precision, xla, rounds=3))
+    for model in ("mlp", "cnn"):
+        xla = _default_xla(model, device)
+        cases += [Case("tta", model, device, b, precision, xla, rounds=1)
+                  for b in (128, 1024) for precision in SHORT_PRECISIONS]
+        cases += [Case("baseline", model, device, b, rounds=3, variant="keras-fit",
+                       xla=_default_xla(model, device), steps=None if model == "mlp" else 40)
+                  for b in (128, 1024)]
+    cases.append(Case("baseline", "mlp", device, 128, xla=False, steps=40, rounds=3,
+                      variant="tutorial-eager"))
+    return [dataclasses.replace(c, backend=backend) for c in cases]
+
+
+def _tiny(device: str, backend: str) -> list[Case]:
+    """Two fast cases for the harness's own end-to-end test (use with synthetic data)."""
+    return [Case("train", "mlp", device, 64, rounds=2, backend=backend),
+            Case("inference", "mlp", device, 64, rounds=2, backend=backend)]
+
+
+def build_matrix(name: str, devices: Sequence[str], backend: str = "tensorflow") -> list[Case]:
+    """Every case of matrix ``name`` (quick, full or tiny) for each device, in order."""
+    builders = {"quick": _quick, "full": _full, "tiny": _tiny}
+    if name not in builders:
+        raise ValueError(f"unknown matrix {name!r}; choose one of: {', '.join(MATRICES)}")
+    return [case for device in devices for case in builders[name](device, backend)]
+
+
+def filter_cases(cases: Iterable[Case], *, models: Sequence[str] | None = None,
+                 devices: Sequence[str] | None = None, batches: Sequence[int] | None = None,
+                 precisions: Sequence[str] | None = None) -> list[Case]:
+    """Keep the cases that match every filter given (None = no filter on that axis)."""
+    return [c for c in cases
+            if (not models or c.model in models) and (not devices or c.device in devices)
+            and (not batches or c.batch_size in batches)
+            and (not precisions or c.precision in precisions)]
+
+
+def parse_list(text: str | None, kind=str) -> list | None:
+    """'128, 1024' -> [128, 1024]; None or '' -> None (no filter)."""
+    if not text:
+        return None
+    return [kind(item.strip()) for item in text.split(",") if item.strip()]

@@ -1,0 +1,48 @@
+"""Result files: one pytest-benchmark JSON file a run, numbered, never overwritten.
+
+Layout: ``<root>/<machine_id>/NNNN_<YYYYmmdd-HHMMSS>.json``. A file is written to a
+temporary name first and then linked to its final name, which fails rather than replace
+a file that is already there; the next number is tried instead. The format is
+pytest-benchmark's own, so ``pytest-benchmark compare FILE...`` reads these files too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+_NUMBERED = re.compile(r"^(\d{4,})_.*\.json$")
+
+
+def next_number(folder: Path) -> int:
+    numbers = [int(m.group(1)) for p in folder.glob("*.json")
+               if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
+    """Write ``output`` under ``root/machine_id/`` with the next free number; return the path."""
+    folder = Path(root) / machine_id
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(output, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        for _ in range(1000):
+            final = folder / f"{next_number(folder):04d}_{stamp}.json"
+            try:
+                os.link(tmp, final)  # atomic, and refuses to replace an existing file
+                return final
+            except FileExistsError:
+                continue  # another run took this number meanwhile
+        raise RuntimeError(f"could not find a free result number in {folder}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)

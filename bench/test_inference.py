@@ -1,0 +1,28 @@
+"""Inference: offline throughput over the 10,000 test images at several batch sizes."""
+
+from __future__ import annotations
+
+import time
+
+from bench.measure import check_predictions, median_seconds, record
+
+SUITE = "inference"
+
+
+def test_inference_throughput(benchmark, case, trainer_for, bench_state, dataset):
+    trainer = trainer_for(case, batch_size=min(128, len(dataset.x_train)))
+    begin = time.perf_counter()
+    trainer.predict_all("test", case.batch_size)  # trace and compile this batch size
+    compile_seconds = time.perf_counter() - begin
+    trainer.reset_device_peak()
+    predictions = benchmark.pedantic(trainer.predict_all, args=("test", case.batch_size),
+                                     rounds=case.rounds, warmup_rounds=1)
+    count = len(dataset.x_test)
+    check_predictions(predictions, count)
+    seconds = median_seconds(benchmark)
+    gflops = trainer.flops_per_sample * count / seconds / 1e9
+    record(benchmark, case, trainer,
+           samples_per_second=count / seconds,
+           seconds_per_batch=seconds * case.batch_size / count,
+           gflops=gflops, peak_fraction=gflops / bench_state.gflops(case.device),
+           compile_seconds=compile_seconds)

@@ -1,0 +1,156 @@
+"""The benchmark harness itself: matrix, ids, machine id, result files, failure recording."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import cases as matrix
+from bench import machine
+from bench.results import save_run
+from fashion_core.backends import DeviceInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_case_id_is_stable_and_readable():
+    case = matrix.Case("train", "mlp", "cpu", 128)
+    assert case.id == "mlp-cpu-b128-fp32-xla"
+    assert matrix.Case("inference", "cnn", "gpu:1", 4096, "bf16", False).id == \
+        "cnn-gpu1-b4096-bf16-noxla"
+    assert matrix.Case("train", "mlp", "cpu", 128, backend="jax").id == "mlp-cpu-b128-fp32-xla-jax"
+    assert case.policy == "float32" and matrix.Case("train", "mlp", "cpu", 1, "fp16").policy \
+        == "mixed_float16"
+
+
+def test_bad_case_values():
+    with pytest.raises(ValueError, match="unknown suite"):
+        matrix.Case("training", "mlp", "cpu", 128)
+    with pytest.raises(ValueError, match="unknown precision"):
+        matrix.Case("train", "mlp", "cpu", 128, "fp8")
+    with pytest.raises(ValueError, match="unknown matrix 'huge'"):
+        matrix.build_matrix("huge", ["cpu"])
+
+
+def test_quick_matrix_touches_every_axis():
+    cases = matrix.build_matrix("quick", ["cpu", "gpu:0"])
+    assert {c.suite for c in cases} == set(matrix.SUITES)
+    assert {c.model for c in cases} == {"mlp", "cnn"}
+    assert {c.device for c in cases} == {"cpu", "gpu:0"}
+    assert {c.precision for c in cases} == {"fp32", "fp16", "bf16"}
+    assert {c.xla for c in cases} == {True, False}
+    assert {1, 128, 1024, 4096} <= {c.batch_size for c in cases if c.suite == "inference"}
+    # ids are unique within a suite: they key results.
+    for suite in matrix.SUITES:
+        ids = [c.id for c in cases if c.suite == suite]
+        assert len(ids) == len(set(ids)), suite
+
+
+def test_full_matrix_is_a_superset_of_quicks_configurations():
+    quick = {(c.suite, c.id) for c in matrix.build_matrix("quick", ["cpu"])}
+    full = {(c.suite, c.id) for c in matrix.build_matrix("full", ["cpu"])}
+    assert len(full) > 3 * len(quick)
+    assert {("train", "mlp-cpu-b128-fp32-xla"), ("inference", "mlp-cpu-b4096-fp32-xla")} <= full
+
+
+def test_filters():
+    cases = matrix.build_matrix("quick", ["cpu", "gpu:0"])
+    kept = matrix.filter_cases(cases, models=["mlp"], devices=["cpu"], batches=[128],
+                               precisions=["bf16"])
+    assert kept and all(c.model == "mlp" and c.device == "cpu" and c.batch_size == 128
+                        and c.precision == "bf16" for c in kept)
+    assert matrix.parse_list("128, 1024", int) == [128, 1024]
+    assert matrix.parse_list("") is None
+
+
+def test_machine_id_names_the_hardware_and_tells_cpus_apart():
+    cpu = [DeviceInfo("cpu", "CPU", "AMD EPYC 9654 96-Core Processor")]
+    a = machine.machine_id(cpu, identity="family=25|model=17|flags=avx512f", cores=2)
+    b = machine.machine_id(cpu, identity="family=25|model=160|flags=avx512f", cores=2)
+    assert a.startswith("amd-epyc-9654-96-core-2c-") and a != b
+    assert a == machine.machine_id(cpu, identity="family=25|model=17|flags=avx512f", cores=2)
+    assert a != machine.machine_id(cpu, identity="family=25|model=17|flags=avx512f", cores=4)
+    gpus = cpu + [DeviceInfo("gpu:0", "GPU", "NVIDIA H100 80GB HBM3")] * 2
+    assert machine.machine_id(gpus, identity="x", cores=16).endswith("-2x-nvidia-h100-80gb-hbm3")
+
+
+def test_results_are_numbered_and_never_overwritten(tmp_path):
+    first = save_run({"benchmarks": [], "n": 1}, tmp_path, "m")
+    second = save_run({"benchmarks": [], "n": 2}, tmp_path, "m")
+    assert first.name.startswith("0001_") and second.name.startswith("0002_")
+    assert json.loads(first.read_text())["n"] == 1
+    assert not list((tmp_path / "m").glob(".incoming-*"))  # no temporary left behind
+
+
+def _run_bench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider",
+                           "-q"], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=600)
+
+
+def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
+    results = tmp_path / "results"
+    proc = _run_bench([str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
+                       "--bench-device", "cpu", "--bench-data", "synthetic",
+                       "--bench-results", str(results)], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 passed" in proc.stdout
+    files = list(results.glob("*/*.json"))
+    assert len(files) == 1 and files[0].name.startswith("0001_")
+    run = json.loads(files[0].read_text())
+    info = run["machine_info"]["fashion_bench"]
+    assert files[0].parent.name == info["machine_id"]
+    for key in ("machine_id", "tensorflow", "keras", "cuda", "cudnn", "devices",
+                "calibration_gflops", "memory_bytes"):
+        assert key in info, key
+    assert info["calibration_gflops"]["cpu"] > 0
+    assert info["devices"][0]["name"] == "cpu" and info["devices"][0]["memory_bytes"] > 0
+    by_suite = {b["extra_info"]["suite"]: b for b in run["benchmarks"]}
+    assert set(by_suite) == {"train", "inference"}
+    train = by_suite["train"]["extra_info"]
+    for key in ("case", "samples_per_second", "seconds_per_epoch", "gflops", "peak_fraction",
+                "compile_seconds", "peak_rss_bytes", "device_peak_bytes"):
+        assert key in train, key
+    assert train["case"] == "mlp-cpu-b64-fp32-xla" and train["samples_per_second"] > 0
+    assert 0 < train["peak_fraction"] < 1.5 and train["loss_last"] < train["loss_first"]
+    assert "seconds_per_batch" in by_suite["inference"]["extra_info"]
+    assert len(by_suite["train"]["stats"]["data"]) == 2  # every round kept
+    assert run["fashion_bench_failures"] == []
+    # pytest-benchmark's own tool reads the file.
+    compare = subprocess.run(
+        [sys.executable, "-c", "import sys; from pytest_benchmark.cli import main; "
+         "sys.argv[0] = 'pytest-benchmark'; main()", "compare", str(files[0])],
+        capture_output=True, text=True, timeout=120)
+    assert compare.returncode == 0 and "test_train_epoch" in compare.stdout, compare.stderr
+
+
+def test_a_failing_case_is_recorded_and_the_rest_goes_on(tmp_path):
+    """A suite whose case raises (as an OOM would): the failure lands in the result file."""
+    (tmp_path / "conftest.py").write_text((ROOT / "bench" / "conftest.py").read_text())
+    (tmp_path / "test_oom.py").write_text(
+        "SUITE = 'train'\n"
+        "from bench.measure import record\n"
+        "def test_step(benchmark, case):\n"
+        "    if case.batch_size == 64 and case.suite == 'train':\n"
+        "        benchmark(lambda: None)\n"
+        "        raise MemoryError('OOM when allocating tensor of shape [4096,784]')\n"
+        "def test_other(benchmark):\n"
+        "    benchmark(lambda: sum(range(100)))\n")
+    results = tmp_path / "results"
+    proc = _run_bench([str(tmp_path), "--benchmark-only", "--bench-matrix", "tiny",
+                       "--bench-device", "cpu", "--bench-results", str(results)], tmp_path)
+    assert proc.returncode == 1  # the failure is not hidden
+    assert "1 failed, 1 passed" in proc.stdout
+    assert "fashion-bench: 1 case(s) failed" in proc.stdout
+    run = json.loads(next(results.glob("*/*.json")).read_text())
+    [failure] = run["fashion_bench_failures"]
+    assert failure["case"] == "mlp-cpu-b64-fp32-xla" and failure["suite"] == "train"
+    assert failure["error"].startswith("MemoryError: OOM when allocating")
+    names = [b["name"] for b in run["benchmarks"]]
+    assert names == ["test_other"]  # the failed case's timing is not reported as a result
