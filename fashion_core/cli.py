@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", metavar="PATH",
                        help="also write the run (config, every epoch, final accuracy) as "
                             "JSON to PATH")
+    train.add_argument("--strategy", choices=("none", "mirrored", "multiworker"),
+                       default="none",
+                       help="data-parallel training with tf.distribute: mirrored (N devices "
+                            "of this process: GPUs, or logical CPUs) or multiworker "
+                            "(processes/hosts named by TF_CONFIG); --batch-size is then per "
+                            "replica; default: %(default)s")
+    train.add_argument("--replicas", type=_positive_int, default=None,
+                       help="devices for --strategy mirrored; default: 1")
     _data_options(train)
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar within each epoch (default: on when stderr is "
@@ -120,6 +128,7 @@ def _load_data(args):
 
 def cmd_train(args) -> int:
     from fashion_core import train as training
+    from fashion_core.config import ConfigError
     from fashion_core.progress import ProgressBar
 
     config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
@@ -134,9 +143,19 @@ def cmd_train(args) -> int:
     if args.progress is not None:
         bar.enabled = args.progress
     print(f"data: {dataset.source}", flush=True)
-    trainer = training.make_trainer(config, dataset)
-    print(f"{config.model} on {trainer.device.name} ({trainer.device.model}), batch "
-          f"{config.batch_size}, {config.precision}, XLA {'on' if trainer.jit else 'off'}, "
+    if args.strategy == "none":
+        if args.replicas:
+            raise ConfigError("--replicas goes with --strategy mirrored")
+        trainer = training.make_trainer(config, dataset)
+    else:
+        from fashion_core import distributed
+
+        trainer = distributed.make_trainer(config, dataset, args.strategy, args.replicas)
+    batch = f"batch {config.batch_size}"
+    if args.strategy != "none":
+        batch += f" a replica x {trainer.replicas} replicas ({args.strategy})"
+    print(f"{config.model} on {trainer.device.name} ({trainer.device.model}), {batch}, "
+          f"{config.precision}, XLA {'on' if trainer.jit else 'off'}, "
           f"{trainer.steps_per_epoch} steps an epoch", flush=True)
 
     def on_epoch(e) -> None:
@@ -150,7 +169,7 @@ def cmd_train(args) -> int:
     steady = training.median_epoch_seconds(result)
     print(f"done: test accuracy {result.test_accuracy:.4f} after {len(result.epochs)} "
           f"epochs; compile {result.compile_seconds:.2f} s; median epoch {steady:.3f} s "
-          f"({trainer.n_train / steady:,.0f} samples/s); wall {result.wall_seconds:.1f} s")
+          f"({trainer.samples_per_epoch / steady:,.0f} samples/s); wall {result.wall_seconds:.1f} s")
     if args.json:
         write_json_atomic(Path(args.json).expanduser(), result.as_record())
         print(f"wrote {args.json}")
@@ -185,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     from fashion_core.data import DataError
 
     handled = (ConfigError, DataError, DeviceError, FloatingPointError, OSError)
+    if getattr(args, "strategy", "none") != "none":
+        from fashion_core.distributed import ScaleOutError
+
+        handled += (ScaleOutError,)
     try:
         return cmd_train(args) if args.command == "train" else cmd_info(args)
     except handled as e:

@@ -9,6 +9,7 @@ themselves take float images already scaled to [0, 1]: the MLP a flat (batch, 78
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 MODELS = ("mlp", "cnn")
@@ -61,9 +62,12 @@ def input_shape(name: str) -> tuple[int, ...]:
 def preprocess(images, name: str, ops=None):
     """uint8 (batch, 28, 28) -> float32 in [0, 1], shaped for model ``name``.
 
-    ``ops`` is the array namespace to use (``keras.ops`` by default), so the same code
-    runs inside a tf.function, a jax.jit or a torch module.
+    ``ops`` is the array namespace to use: ``keras.ops`` (the default) inside a
+    tf.function, a jax.jit or a torch module, or ``numpy`` for arrays kept on the host.
     """
+    if ops is np:
+        x = np.asarray(images, dtype=np.float32) / PIXEL_SCALE
+        return x.reshape((-1, *input_shape(name)))
     ops = ops or keras.ops
     x = ops.cast(images, "float32") / PIXEL_SCALE
     return ops.reshape(x, (-1, *input_shape(name)))

@@ -44,6 +44,9 @@ class TrainResult:
     epochs: list[EpochResult]
     wall_seconds: float  # from the start of compile to the end, evaluation included
     time_to_accuracy: float | None = None  # wall seconds until target_accuracy was reached
+    strategy: str | None = None  # tf.distribute strategy, where one was used
+    replicas: int = 1
+    samples_per_epoch: int = 0
 
     @property
     def test_accuracy(self) -> float | None:
@@ -60,6 +63,9 @@ class TrainResult:
             "learning_rate": self.config.learning_rate, "data_source": self.data_source,
             "compile_seconds": self.compile_seconds, "wall_seconds": self.wall_seconds,
             "time_to_accuracy": self.time_to_accuracy,
+            "strategy": self.strategy, "replicas": self.replicas,
+            "global_batch": self.config.batch_size * self.replicas,
+            "samples_per_epoch": self.samples_per_epoch,
             "test_accuracy": self.test_accuracy,
             "epochs": [dataclasses.asdict(e) for e in self.epochs],
         }
@@ -124,7 +130,8 @@ def train(config: TrainConfig, dataset: Dataset, *, trainer=None, chunks: int = 
         order = rng.permutation(trainer.n_train)
         seconds, loss, mse = run_epoch(trainer, epoch, order, chunks, progress)
         accuracy = trainer.evaluate() if evaluate else None
-        result = EpochResult(epoch, seconds, trainer.n_train / seconds, loss, mse, accuracy)
+        result = EpochResult(epoch, seconds, trainer.samples_per_epoch / seconds, loss, mse,
+                             accuracy)
         epochs.append(result)
         if on_epoch:
             on_epoch(result)
@@ -136,7 +143,10 @@ def train(config: TrainConfig, dataset: Dataset, *, trainer=None, chunks: int = 
     module = type(trainer).__module__.rsplit(".", 1)[-1]
     return TrainResult(config, module, trainer.device.name, trainer.device.model,
                        trainer.jit, dataset.source, compile_seconds, epochs,
-                       time.perf_counter() - start, reached_at)
+                       time.perf_counter() - start, reached_at,
+                       strategy=getattr(trainer, "strategy_name", None),
+                       replicas=getattr(trainer, "replicas", 1),
+                       samples_per_epoch=trainer.samples_per_epoch)
 
 
 def median_epoch_seconds(result: TrainResult, skip: int = 1) -> float:

@@ -4,16 +4,21 @@ A backend subclass keeps the dataset on its device and implements four things: b
 model and optimizer (``__init__``), run a span of steps in one compiled call
 (``_run_steps``), predict a whole image set in one compiled call (``_predict_all``), and
 predict one batch from the host (``predict_batch``).
+
+It also holds what every backend builds the same way through Keras: the dtype-policy
+scope (:func:`precision_policy`) and the optimizer (:func:`make_optimizer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import platform
 import time
 
+import keras
 import numpy as np
 
 from fashion_core import models
@@ -29,6 +34,25 @@ class StepStats:
     mse_sum: float  # sum over samples of the tutorial's MSE(one-hot, logits)
     samples: int  # samples that were trained on
     bad_step: int  # the first step (within the epoch) whose loss was NaN/inf, or -1
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Set Keras's global dtype policy for the block, and always restore the old one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam; wrapped in dynamic loss scaling for float16, whose gradients underflow."""
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def cpu_model() -> str:
@@ -67,6 +91,7 @@ class BaseTrainer:
         # The last step takes the remainder: its missing samples are padded and masked out.
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.padded_size = self.steps_per_epoch * self.batch_size
+        self.samples_per_epoch = self.n_train  # samples an epoch trains on
         self.compile_seconds: float | None = None
 
     # -- work counts -------------------------------------------------------------------
@@ -76,7 +101,7 @@ class BaseTrainer:
 
     @property
     def train_flops_per_epoch(self) -> int:
-        return models.train_flops_per_sample(self.model) * self.n_train
+        return models.train_flops_per_sample(self.model) * self.samples_per_epoch
 
     @property
     def flops_per_sample(self) -> int:

@@ -13,7 +13,6 @@ epoch with XLA, against about 2 s for Keras ``fit``):
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
@@ -24,7 +23,13 @@ import tensorflow as tf  # noqa: E402
 
 from fashion_core import models  # noqa: E402
 from fashion_core.backends import DeviceInfo, resolve_device  # noqa: E402
-from fashion_core.backends.base import BaseTrainer, StepStats, cpu_model  # noqa: E402
+from fashion_core.backends.base import (  # noqa: E402
+    BaseTrainer,
+    StepStats,
+    cpu_model,
+    make_optimizer,
+    precision_policy,
+)
 from fashion_core.config import TrainConfig  # noqa: E402
 from fashion_core.data import NUM_CLASSES, Dataset  # noqa: E402
 
@@ -54,25 +59,6 @@ def list_devices() -> list[DeviceInfo]:
 def tf_device_name(name: str) -> str:
     """'cpu' -> '/CPU:0', 'gpu:1' -> '/GPU:1'."""
     return "/CPU:0" if name == "cpu" else "/GPU:" + name.split(":")[1]
-
-
-@contextlib.contextmanager
-def precision_policy(name: str):
-    """Set Keras's global dtype policy for the block, and always restore the old one."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam; wrapped in dynamic loss scaling for float16, whose gradients underflow."""
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    if config.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def per_sample_losses(logits, labels):

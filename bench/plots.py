@@ -1,0 +1,199 @@
+"""PNG plots of the report, drawn headless (matplotlib's Agg backend).
+
+The data each plot shows comes from pure functions (:func:`throughput_lines`,
+:func:`tta_bars` and :func:`bench.tables.precision_xla_speedups`), so it can be
+checked without matplotlib. Without matplotlib the plots are skipped with a warning.
+A plot without data is still written, saying so, so the set of files is the same.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.loader import WarningLog
+from bench.tables import (
+    MIXED_PRECISIONS,
+    MODEL_ORDER,
+    is_true,
+    number,
+    order_key,
+    precision_xla_speedups,
+)
+
+THROUGHPUT_PNG = "throughput_vs_batch.png"
+SPEEDUP_PNG = "speedup_precision_xla.png"
+TTA_PNG = "time_to_accuracy.png"
+PLOT_FILES = (THROUGHPUT_PNG, SPEEDUP_PNG, TTA_PNG)
+SUITE_TITLES = {"train": "Training", "inference": "Inference (10,000 test images)"}
+DPI = 110
+
+
+def throughput_lines(frame: pd.DataFrame, suite: str) -> list[dict]:
+    """Lines of samples/s against batch size, one per (machine/device, model, backend).
+
+    At each batch size the line takes the fastest precision/XLA setting measured
+    there, so every device is shown at its best.
+    """
+    if frame.empty:
+        return []
+    rows = frame[(frame["suite"] == suite)]
+    if rows.empty or "samples_per_second" not in rows:
+        return []
+    rows = rows.assign(samples_per_second=pd.to_numeric(rows["samples_per_second"],
+                                                        errors="coerce"))
+    rows = rows[rows["samples_per_second"].notna()]
+    lines = []
+    for (label, model, backend), group in rows.groupby(["label", "model", "backend"]):
+        best = group.groupby("batch_size")["samples_per_second"].max().sort_index()
+        lines.append({"label": label, "model": model, "backend": backend,
+                      "batch_sizes": [int(b) for b in best.index],
+                      "samples_per_second": [float(v) for v in best.to_numpy()]})
+    lines.sort(key=lambda line: (line["label"], order_key(MODEL_ORDER, line["model"]),
+                                 line["backend"]))
+    return lines
+
+
+def tta_bars(frame: pd.DataFrame) -> list[dict]:
+    """One bar per time-to-accuracy case: seconds (or the full run when not reached)."""
+    if frame.empty:
+        return []
+    rows = frame[frame["suite"] == "tta"]
+    bars = []
+    for r in rows.to_dict("records"):
+        reached = is_true(r.get("reached"))
+        seconds = number(r.get("seconds_to_accuracy") if reached else r.get("median"))
+        if seconds is None or seconds <= 0:
+            continue
+        text = (f"{r['label']}  {r['model']} b{int(r['batch_size'])} {r['precision']}"
+                f"{' XLA' if is_true(r.get('xla')) else ''}"
+                f"{'' if r['backend'] == 'tensorflow' else ' ' + r['backend']}")
+        bars.append({"text": text, "seconds": seconds, "reached": reached,
+                     "label": r["label"]})
+    bars.sort(key=lambda b: b["text"])
+    return bars
+
+
+def _colors(labels: list[str]) -> dict[str, str]:
+    palette = [f"C{i}" for i in range(10)]
+    return {label: palette[i % len(palette)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def _no_data(axes, text: str) -> None:
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes)
+    axes.set_axis_off()
+
+
+def _throughput_figure(figure_class, frame: pd.DataFrame):
+    figure = figure_class(figsize=(13, 5.5), layout="constrained")
+    axes_pair = figure.subplots(1, 2)
+    all_lines = {suite: throughput_lines(frame, suite) for suite in SUITE_TITLES}
+    colors = _colors([line["label"] for lines in all_lines.values() for line in lines])
+    styles = {"mlp": "-", "cnn": "--"}
+    for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
+        lines = all_lines[suite]
+        if not lines:
+            _no_data(axes, f"No {suite} results")
+            continue
+        for line in lines:
+            name = f"{line['label']} {line['model']}"
+            if line["backend"] != "tensorflow":
+                name += f" ({line['backend']})"
+            axes.plot(line["batch_sizes"], line["samples_per_second"],
+                      linestyle=styles.get(line["model"], ":"), color=colors[line["label"]],
+                      marker="o" if line["backend"] == "tensorflow" else "s", label=name)
+        axes.set_xscale("log", base=2)
+        axes.set_yscale("log")
+        axes.set_xlabel("batch size")
+        axes.set_ylabel("samples/s (best precision/XLA setting)")
+        axes.set_title(title)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.suptitle("Throughput against batch size per machine/device")
+    return figure
+
+
+def _speedup_figure(figure_class, frame: pd.DataFrame):
+    figure = figure_class(figsize=(13, 5.5), layout="constrained")
+    axes_pair = figure.subplots(1, 2)
+    speedups = precision_xla_speedups(frame)
+    comparisons = [f"{p} vs fp32" for p in MIXED_PRECISIONS] + ["XLA vs no XLA"]
+    for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
+        rows = speedups[speedups["suite"] == suite]
+        if rows.empty:
+            _no_data(axes, f"No {suite} pairs")
+            continue
+        labels = sorted(rows["label"].unique())
+        # Fixed slots and colours per comparison so both panels read the same way.
+        width = 0.8 / len(comparisons)
+        for i, comparison in enumerate(comparisons):
+            if comparison not in set(rows["comparison"]):
+                continue
+            xs, heights, below, above = [], [], [], []
+            for j, label in enumerate(labels):
+                match = rows[(rows["label"] == label) & (rows["comparison"] == comparison)]
+                if match.empty:
+                    continue
+                r = match.iloc[0]
+                xs.append(j + (i - (len(comparisons) - 1) / 2) * width)
+                heights.append(r["speedup"])
+                below.append(r["speedup"] - r["low"])
+                above.append(r["high"] - r["speedup"])
+            axes.bar(xs, heights, width=width, label=comparison, yerr=[below, above],
+                     capsize=3, color=f"C{i}")
+        axes.axhline(1.0, color="black", linewidth=0.8)
+        axes.set_xticks(range(len(labels)), labels, rotation=15, ha="right", fontsize="small")
+        axes.set_ylabel("speedup in samples/s (geometric mean, min–max)")
+        axes.set_title(title)
+        axes.legend(fontsize="small")
+    figure.suptitle("Mixed precision over fp32 and XLA over no XLA, per machine/device")
+    return figure
+
+
+def _tta_figure(figure_class, frame: pd.DataFrame):
+    bars = tta_bars(frame)
+    figure = figure_class(figsize=(10, 1.5 + 0.4 * max(len(bars), 2)), layout="constrained")
+    axes = figure.subplots()
+    if not bars:
+        _no_data(axes, "No time-to-accuracy results")
+        return figure
+    colors = _colors([b["label"] for b in bars])
+    positions = list(range(len(bars)))
+    drawn = axes.barh(positions, [b["seconds"] for b in bars],
+                      color=[colors[b["label"]] for b in bars])
+    for position, patch, bar in zip(positions, drawn, bars, strict=True):
+        if not bar["reached"]:
+            patch.set_hatch("//")  # per patch: older matplotlib takes no list of hatches
+            axes.text(bar["seconds"], position, "  not reached", va="center", fontsize="small")
+    axes.set_yticks(positions, [b["text"] for b in bars], fontsize="small")
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlabel("seconds to the target accuracy (compile included); hatched = not reached")
+    axes.grid(True, axis="x", which="both", alpha=0.3)
+    axes.set_title("Time to accuracy")
+    return figure
+
+
+def write_plots(frame: pd.DataFrame, out_dir: Path, log: WarningLog,
+                write: Callable[[Path, bytes], None]) -> list[Path]:
+    """Draw the three PNGs into ``out_dir`` through ``write`` (an atomic writer)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # headless: no display on CI runners
+        from matplotlib.figure import Figure
+    except ImportError:
+        log.warn(out_dir, f"matplotlib is not installed; plots skipped ({', '.join(PLOT_FILES)})")
+        return []
+    written = []
+    for name, draw in ((THROUGHPUT_PNG, _throughput_figure), (SPEEDUP_PNG, _speedup_figure),
+                       (TTA_PNG, _tta_figure)):
+        figure = draw(Figure, frame)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI)
+        path = out_dir / name
+        write(path, buffer.getvalue())
+        written.append(path)
+    return written

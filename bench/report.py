@@ -1,0 +1,186 @@
+"""Fashion-MNIST benchmark report and regression gate: ``python -m bench.report``.
+
+Report mode reads result files (``results/`` by default), prints the comparison
+tables and writes REPORT.md, report.csv and three PNG plots. Gate mode
+(``--compare OLD NEW``) compares two sets of results and exits 1 on a regression.
+See ``python -m bench.report --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench.atomic import write_atomic
+from bench.compare import ALPHA, parse_threshold, run_gate
+from bench.loader import WarningLog, current_failures, load_results, select_runs
+from bench.plots import write_plots
+from bench.tables import build_report, choose_baseline
+
+DEFAULT_RESULTS = Path("results")
+REPORT_MD = "REPORT.md"
+REPORT_CSV = "report.csv"
+DEFAULT_FAIL_SLOWER = 0.10
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_STRICT = 2  # also what argparse uses for usage errors
+
+DESCRIPTION = """\
+Report on fashion-bench results, or gate a change on them.
+
+Report mode reads every result file (pytest-benchmark JSON with the fashion-bench
+machine block) under PATHS, searched recursively for *.json, and:
+  * prints markdown tables: training throughput, inference throughput, latency
+    p50/p90/p99, time to accuracy, compile time, share of calibrated peak, mixed
+    precision and XLA speedups, scaling (when present) and failures;
+    rows are cases (model, batch, precision, XLA, backend), columns machine/device
+    labels such as amd-epyc-2c/cpu, cells the median with its spread
+    ("276k/s ±2.0%": ± is the interquartile range of the rounds as % of the median)
+    plus speedup columns against the baseline;
+  * writes REPORT.md, report.csv (one row per benchmark per run) and the plots
+    throughput_vs_batch.png, speedup_precision_xla.png and time_to_accuracy.png
+    into --out. Files are replaced atomically; result JSON files are never written.
+
+Gate mode (--compare OLD NEW) compares the median time per round of each case of
+the same machine id; a case regresses when it is slower by more than
+--fail-slower and the difference is past the noise (Mann-Whitney U test on the
+raw rounds, alpha {alpha}, or non-overlapping [min, max] with few rounds).
+
+Bad input (not JSON, another project's pytest-benchmark file, an unknown schema,
+an empty folder, a run where every case failed) gives one warning line naming
+the file; the rest is still reported.
+"""
+
+EPILOG = """\
+examples:
+  python -m bench.report                          # everything under results/
+  python -m bench.report results/amd-epyc-2c results/intel-xeon-8c-nvidia-h100
+  python -m bench.report results --out report --baseline intel-xeon-8c-nvidia-h100/cpu
+  python -m bench.report results --all-runs --no-plots
+  python -m bench.report --compare baseline/ results/ --fail-slower 10%
+  python -m bench.report --compare old.json new.json --fail-slower 0.05 --strict
+
+exit status:
+  0  report written / no case regressed
+  1  --compare: at least one case regressed
+  2  usage error, outputs could not be written, or warnings under --strict
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description=DESCRIPTION.replace("{alpha}", f"{ALPHA:g}"),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATHS",
+        help="result files or folders to read, folders recursively for *.json "
+             f"(default: {DEFAULT_RESULTS}/). Not used with --compare.")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_RESULTS, metavar="DIR",
+        help=f"folder for {REPORT_MD}, {REPORT_CSV} and the PNG plots, created if needed "
+             f"(default: {DEFAULT_RESULTS}/). Example: --out report")
+    parser.add_argument(
+        "--baseline", metavar="MACHINE[/DEVICE]",
+        help="what the speedup columns compare against: a machine id (its first CPU "
+             "device) or a machine/device label, e.g. amd-epyc-2c or "
+             "intel-xeon-8c-nvidia-h100/gpu:0. Default: the first CPU machine/device "
+             "label in sorted order, the slowest-looking one.")
+    parser.add_argument(
+        "--all-runs", action="store_true",
+        help="pool every run of a machine per case (statistics over all rounds) instead "
+             "of using the newest run per machine and case; also lists every failure. "
+             "With --compare it pools each side.")
+    parser.add_argument(
+        "--no-plots", action="store_true",
+        help="do not draw the PNG plots (they are skipped with a warning anyway when "
+             "matplotlib is missing)")
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit with status 2 when there was any warning (after printing everything), "
+             "e.g. to fail CI on a broken or foreign result file")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("OLD", "NEW"),
+        help="gate mode: compare NEW results against OLD (each a file or folder) case "
+             "by case for the same machine id; prints improved/regressed/unchanged/"
+             "missing cases and exits 1 when any regressed. "
+             "Example: --compare results/baseline results/new")
+    parser.add_argument(
+        "--fail-slower", type=parse_threshold, metavar="THRESHOLD",
+        help="with --compare: how much slower (median time per round) counts as a "
+             "regression, as a percentage or a fraction: 10%% or 0.1 "
+             f"(default: {DEFAULT_FAIL_SLOWER * 100:.0f}%%). Improvements use the same margin.")
+    return parser
+
+
+def long_form_csv(frame: pd.DataFrame) -> str:
+    """The long-form table as CSV; raw rounds joined into one space-separated field."""
+    table = frame.copy()
+    table["raw_rounds"] = [" ".join(repr(float(x)) for x in raw) for raw in frame["raw_rounds"]]
+    if "run_datetime" in table:
+        table["run_datetime"] = [t.isoformat() if not pd.isna(t) else "" for t in
+                                 frame["run_datetime"]]
+    return table.to_csv(index=False, lineterminator="\n")
+
+
+def make_report(paths: Sequence[str | Path], out_dir: Path, baseline_request: str | None,
+                all_runs: bool, draw_plots: bool, log: WarningLog) -> int:
+    """Report mode: load, print the report, write the outputs; returns the exit status."""
+    results = load_results(paths, log)
+    if results.empty:
+        print("no results to report; nothing written", file=sys.stderr)
+        return EXIT_OK
+    selected = select_runs(results.benchmarks, all_runs)
+    baseline, problem = choose_baseline(selected, baseline_request)
+    if problem:
+        log.warn("--baseline", problem)
+    report = build_report(results.machines, selected, current_failures(results, all_runs),
+                          baseline, all_runs, len(results.runs), log.messages)
+    print(report)
+    written = []
+    try:
+        for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(results.benchmarks))):
+            write_atomic(out_dir / name, content)
+            written.append(out_dir / name)
+        if draw_plots:
+            written += write_plots(selected, out_dir, log, write_atomic)
+    except OSError as error:
+        print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_STRICT
+    print("wrote " + ", ".join(str(path) for path in written))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.compare and args.paths:
+        parser.error("PATHS cannot be combined with --compare; give the two sides as OLD NEW")
+    if args.fail_slower is not None and not args.compare:
+        parser.error("--fail-slower only applies with --compare OLD NEW")
+    log = WarningLog()
+    if args.compare:
+        threshold = DEFAULT_FAIL_SLOWER if args.fail_slower is None else args.fail_slower
+        text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
+                                all_runs=args.all_runs)
+        print(text, end="")
+    else:
+        status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.baseline,
+                             args.all_runs, not args.no_plots, log)
+    if args.strict and log.messages:
+        print(f"--strict: {len(log.messages)} warning(s); exit status {EXIT_STRICT}",
+              file=sys.stderr)
+        return EXIT_STRICT
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,553 @@
+"""Tests of the report, the regression gate and their handling of bad input.
+
+Fast and without TensorFlow: they read the stored result files under
+tests/fixtures/results/ (written by tests/fixtures/make_fixtures.py) and small
+synthetic files built in a temporary folder.
+
+Rendered tables are compared line by line with tests/fixtures/expected_*.md.
+After an intended change of the output, regenerate those files with
+``UPDATE_FIXTURES=1 python -m pytest tests/test_report.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import compare, tables
+from bench.loader import WarningLog, current_failures, load_results, select_newest, select_runs
+from bench.report import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RESULTS = FIXTURES / "results"
+AMD = "amd-epyc-2c"
+INTEL = "intel-xeon-8c-nvidia-h100"
+UPDATE = os.environ.get("UPDATE_FIXTURES") == "1"
+
+sys.path.insert(0, str(FIXTURES))
+import make_fixtures  # noqa: E402  (lives beside the stored fixtures)
+
+# --------------------------------------------------------------------------- helpers
+
+def check_expected(name: str, text: str) -> None:
+    """Compare ``text`` with tests/fixtures/<name> line by line (UPDATE_FIXTURES=1 writes it)."""
+    path = FIXTURES / name
+    if UPDATE:
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        return
+    assert path.exists(), f"{path} is missing; run with UPDATE_FIXTURES=1 to create it"
+    expected = path.read_text(encoding="utf-8").splitlines()
+    actual = text.splitlines()
+    if actual != expected:
+        diff = "\n".join(difflib.unified_diff(expected, actual, str(path), "rendered",
+                                              lineterm=""))
+        pytest.fail(f"{name} differs from the rendered output "
+                    f"(UPDATE_FIXTURES=1 regenerates it):\n{diff}")
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def extra(machine_id: str, case: str, suite: str = "train", device: str = "cpu",
+          batch: int = 128, **fields) -> dict:
+    """extra_info of a synthetic case."""
+    kind = "GPU" if device.startswith("gpu") else "CPU"
+    info = {"case": case, "suite": suite, "model": "mlp", "backend": "tensorflow",
+            "device": device, "device_kind": kind, "device_name": f"{kind} model",
+            "batch_size": batch, "precision": "fp32", "xla": True, "status": "ok"}
+    info.update(fields)
+    return info
+
+
+def write_run(folder: Path, machine_id: str, when: str, benchmarks: list[dict],
+              failures: list[dict] | None = None, name: str | None = None) -> Path:
+    stamp = when[:10].replace("-", "") + "-" + when[11:19].replace(":", "")
+    path = folder / machine_id / (name or f"0001_{stamp}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = make_fixtures.make_document(machine_id, when, benchmarks, failures)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def results():
+    log = WarningLog()
+    loaded = load_results([RESULTS], log)
+    assert log.messages == []
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def newest(results):
+    return select_newest(results.benchmarks)
+
+
+# --------------------------------------------------------------------------- fixtures and loading
+
+def test_stored_fixtures_match_their_generator(tmp_path):
+    make_fixtures.write_fixtures(tmp_path)
+    assert file_digests(tmp_path) == file_digests(RESULTS), (
+        "tests/fixtures/results/ is stale: run python tests/fixtures/make_fixtures.py")
+
+
+def test_long_form_has_one_row_per_benchmark_per_run(results):
+    frame = results.benchmarks
+    stored = sum(len(json.loads(p.read_text())["benchmarks"]) for p in RESULTS.rglob("*.json"))
+    assert len(frame) == stored
+    assert set(frame["machine_id"]) == {AMD, INTEL}
+    assert set(frame["label"]) == {f"{AMD}/cpu", f"{INTEL}/cpu", f"{INTEL}/gpu:0"}
+    for column in ("run_file", "run_datetime", "median", "iqr", "stddev", "rounds",
+                   "samples_per_second", "peak_fraction", "latency_p99_ms",
+                   "seconds_to_accuracy", "replicas", "raw_rounds"):
+        assert column in frame.columns, column
+    row = frame[(frame["case"] == "mlp-cpu-b128-fp32-xla") & (frame["suite"] == "train")
+                & (frame["run"] == "0001_20261120-070000.json")].iloc[0]
+    assert len(row["raw_rounds"]) == row["rounds"] == 5
+    assert row["median"] == pytest.approx(np.median(row["raw_rounds"]), rel=1e-5)
+
+
+def test_newest_run_per_machine_and_case(results, newest):
+    assert not newest.duplicated(["machine_id", "suite", "case"]).any()
+    amd = newest[newest["machine_id"] == AMD]
+    assert set(amd.loc[amd["suite"] == "train", "run"]) == {"0002_20261127-070000.json"}
+    assert set(amd.loc[amd["suite"] == "inference", "run"]) == {"0001_20261120-070000.json"}
+    pooled = select_runs(results.benchmarks, all_runs=True)
+    row = pooled[(pooled["machine_id"] == AMD) & (pooled["case"] == "mlp-cpu-b128-fp32-xla")
+                 & (pooled["suite"] == "train")].iloc[0]
+    assert row["runs"] == 2 and row["rounds"] == 10
+    assert row["median"] == pytest.approx(np.median(row["raw_rounds"]))
+    # Pooled throughput is the work per round over the pooled median time.
+    assert row["samples_per_second"] == pytest.approx(60_000 / row["median"], rel=1e-4)
+
+
+def test_failure_listed_while_current(results):
+    failures = current_failures(results, all_runs=False)
+    assert list(failures["case"]) == ["cnn-gpu0-b4096-fp16-noxla"]
+
+
+# --------------------------------------------------------------------------- tables vs stored text
+
+TABLES = {
+    "expected_train.md": lambda s, b: tables.render_training_table(s, b, False),
+    "expected_inference.md": lambda s, b: tables.render_inference_table(s, b, False),
+    "expected_latency.md": lambda s, b: tables.render_latency_table(s, b, False),
+    "expected_tta.md": lambda s, b: tables.render_tta_table(s, b, False),
+    "expected_compile.md": lambda s, b: tables.render_compile_table(s, b, False),
+    "expected_peak.md": lambda s, b: tables.render_peak_table(s, False),
+    "expected_precision_xla.md": lambda s, b: tables.render_precision_xla_table(s, False),
+    "expected_scaling.md": lambda s, b: tables.render_scaling_table(s, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_table_matches_expected(name, newest):
+    baseline, problem = tables.choose_baseline(newest, None)
+    assert (baseline, problem) == (f"{AMD}/cpu", None)
+    check_expected(name, TABLES[name](newest, baseline))
+
+
+def test_pooled_training_table_matches_expected(results):
+    pooled = select_runs(results.benchmarks, all_runs=True)
+    text = tables.render_training_table(pooled, f"{AMD}/cpu", True)
+    assert "All runs pooled" in text.splitlines()[0]
+    check_expected("expected_train_all_runs.md", text)
+
+
+def test_failures_and_machines_match_expected(results):
+    check_expected("expected_failures.md",
+                   tables.render_failures_table(current_failures(results, False), False))
+    check_expected("expected_machines.md", tables.render_machines_table(results.machines))
+
+
+def test_whole_report_matches_expected(results, newest):
+    report = tables.build_report(results.machines, newest, current_failures(results, False),
+                                 f"{AMD}/cpu", False, len(results.runs))
+    check_expected("expected_report.md", report)
+
+
+def test_gate_output_matches_expected(capsys):
+    code, out, err = run_cli(capsys, "--compare", RESULTS / AMD / "0001_20261120-070000.json",
+                             RESULTS / AMD / "0002_20261127-070000.json", "--fail-slower", "3%")
+    assert code == 0 and err == ""
+    check_expected("expected_compare.md", out)
+
+
+# --------------------------------------------------------------------------- speedups by hand
+
+def _cell_row(table: str, *key: str) -> list[str]:
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:len(key)] == list(key):
+            return cells
+    raise AssertionError(f"no row {key}")
+
+
+def test_speedups_by_hand():
+    frame = pd.DataFrame([
+        {"machine_id": "slow", "label": "slow/cpu", "device_kind": "CPU", "suite": "train",
+         "case": "a", "model": "mlp", "batch_size": 128, "precision": "fp32", "xla": True,
+         "backend": "tensorflow", "samples_per_second": 1000.0, "median": 60.0, "iqr": 0.6,
+         "rounds": 5},
+        {"machine_id": "fast", "label": "fast/gpu:0", "device_kind": "GPU", "suite": "train",
+         "case": "b", "model": "mlp", "batch_size": 128, "precision": "fp32", "xla": True,
+         "backend": "tensorflow", "samples_per_second": 4000.0, "median": 15.0, "iqr": 0.3,
+         "rounds": 5},
+        {"machine_id": "slow", "label": "slow/cpu", "device_kind": "CPU", "suite": "compile",
+         "case": "c", "model": "mlp", "batch_size": 128, "precision": "fp32", "xla": True,
+         "backend": "tensorflow", "compile_seconds": 2.0, "median": 2.0, "iqr": 0.0, "rounds": 1},
+        {"machine_id": "fast", "label": "fast/gpu:0", "device_kind": "GPU", "suite": "compile",
+         "case": "d", "model": "mlp", "batch_size": 128, "precision": "fp32", "xla": True,
+         "backend": "tensorflow", "compile_seconds": 0.5, "median": 0.5, "iqr": 0.0, "rounds": 1},
+    ])
+    assert tables.choose_baseline(frame, None) == ("slow/cpu", None)
+    train = tables.render_training_table(frame, "slow/cpu", False)
+    # 4000/s over 1000/s is 4x; spread 0.6 s of 60 s is 1.0%; one round shows no spread.
+    assert _cell_row(train, "mlp", "128") == ["mlp", "128", "fp32", "yes", "tensorflow",
+                                               "1.00k/s ±1.0%", "4.00k/s ±2.0%", "4.00×"]
+    compile_table = tables.render_compile_table(frame, "slow/cpu", False)
+    assert _cell_row(compile_table, "mlp")[-3:] == ["2.00 s", "0.500 s", "4.00×"]
+    # The other way round the speedup is 0.25x.
+    assert _cell_row(tables.render_training_table(frame, "fast/gpu:0", False), "mlp")[-1] \
+        == "0.25×"
+
+
+def test_fixture_speedups_match_the_stored_numbers(newest):
+    def rate(machine_id, case):
+        path = sorted((RESULTS / machine_id).glob("*.json"))[-1]
+        for benchmark in json.loads(path.read_text())["benchmarks"]:
+            if benchmark["extra_info"]["case"] == case and benchmark["group"] == "train":
+                return benchmark["extra_info"]["samples_per_second"]
+        raise AssertionError(case)
+
+    cpu = rate(AMD, "mlp-cpu-b128-fp32-noxla")
+    gpu = rate(INTEL, "mlp-gpu0-b128-fp32-noxla")
+    table = tables.render_training_table(newest, f"{AMD}/cpu", False)
+    assert _cell_row(table, "mlp", "128", "fp32", "no")[-1] == f"{gpu / cpu:.2f}×"
+
+
+def test_scaling_efficiency_by_hand(newest):
+    rows = {r["replicas"]: r for r in tables.scaling_rows(newest)}
+    one, four = rows[1]["samples_per_second"], rows[4]["samples_per_second"]
+    assert rows[4]["speedup"] == pytest.approx(four / one)
+    assert rows[4]["efficiency"] == pytest.approx(four / (4 * one))
+    assert rows[1]["efficiency"] == pytest.approx(1.0)
+
+
+def test_precision_and_xla_speedups_by_hand():
+    def row(precision, xla, rate):
+        return {"suite": "train", "label": "m/gpu:0", "model": "cnn", "batch_size": 512,
+                "backend": "tensorflow", "precision": precision, "xla": xla,
+                "samples_per_second": rate}
+    frame = pd.DataFrame([row("fp32", False, 100.0), row("fp32", True, 150.0),
+                          row("fp16", False, 200.0), row("fp16", True, 240.0)])
+    speedups = tables.precision_xla_speedups(frame).set_index("comparison")
+    # fp16/fp32: 200/100 = 2 and 240/150 = 1.6 -> geometric mean sqrt(3.2).
+    assert speedups.loc["fp16 vs fp32", "speedup"] == pytest.approx(3.2 ** 0.5)
+    assert speedups.loc["fp16 vs fp32", "cases"] == 2
+    # XLA: 150/100 = 1.5 and 240/200 = 1.2 -> sqrt(1.8).
+    assert speedups.loc["XLA vs no XLA", "speedup"] == pytest.approx(1.8 ** 0.5)
+    assert (speedups.loc["XLA vs no XLA", "low"], speedups.loc["XLA vs no XLA", "high"]) \
+        == pytest.approx((1.2, 1.5))
+
+
+@pytest.mark.parametrize("value, text", [
+    (276_345.0, "276k"), (27_634.0, "27.6k"), (1_234_567.0, "1.23M"), (999.6, "1.00k"),
+    (950.0, "950"), (0.5, "0.500")])
+def test_si_format(value, text):
+    assert tables.format_si(value) == text
+
+
+def test_baseline_option(newest, capsys):
+    assert tables.choose_baseline(newest, INTEL) == (f"{INTEL}/cpu", None)
+    assert tables.choose_baseline(newest, f"{INTEL}/gpu:0") == (f"{INTEL}/gpu:0", None)
+    label, problem = tables.choose_baseline(newest, "no-such-machine")
+    assert label == f"{AMD}/cpu" and "no-such-machine" in problem
+
+
+# --------------------------------------------------------------------------- regression gate
+
+def _gate_files(tmp_path: Path, factor: float, noise: float, rounds: int = 10,
+                machine_new: str = AMD, seed: int = 7) -> tuple[Path, Path]:
+    """OLD and NEW with the same cases; NEW's rounds are ``factor`` times slower."""
+    rng = np.random.default_rng(seed)
+    old, new = [], []
+    for number, base in enumerate((0.8, 1.6, 3.2)):
+        case = f"mlp-cpu-b{128 * 2 ** number}-fp32-xla"
+        before = base * np.exp(rng.normal(0.0, noise, rounds))
+        after = factor * base * np.exp(rng.normal(0.0, noise, rounds))
+        old.append(make_fixtures.make_benchmark(extra(AMD, case), [float(x) for x in before]))
+        new.append(make_fixtures.make_benchmark(extra(machine_new, case),
+                                                [float(x) for x in after]))
+    old_path = write_run(tmp_path / "old", AMD, "2026-11-20T07:00:00+00:00", old)
+    new_path = write_run(tmp_path / "new", machine_new, "2026-11-27T07:00:00+00:00", new)
+    return old_path, new_path
+
+
+def test_gate_catches_a_20_percent_slowdown(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=1.2, noise=0.02)
+    code, out, err = run_cli(capsys, "--compare", old, new, "--fail-slower", "10%")
+    assert code == 1
+    assert out.count("| regressed") == 3
+    assert "**FAIL**: 3 regressed" in out
+    assert " U " in out  # ten rounds a side: the Mann-Whitney U test decides
+
+
+def test_gate_ignores_2_percent_noise(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=1.02, noise=0.02)
+    code, out, err = run_cli(capsys, "--compare", old, new, "--fail-slower", "0.1")
+    assert code == 0
+    assert "**PASS**: 0 regressed, 0 improved, 3 unchanged, 0 missing" in out
+
+
+def test_gate_ignores_a_large_change_lost_in_noise(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=1.15, noise=0.4, rounds=4, seed=3)
+    table = compare.compare_frames(
+        load_results([old], WarningLog()).benchmarks, load_results([new], WarningLog()).benchmarks,
+        threshold=0.1)
+    slow = table[table["ratio"] > 1.1]
+    assert not slow.empty and not (slow["status"] == "regressed").any()
+
+
+def test_gate_reports_improvements(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=0.7, noise=0.02)
+    code, out, err = run_cli(capsys, "--compare", old, new)
+    assert code == 0 and out.count("| improved") == 3
+
+
+def test_gate_never_compares_different_machines(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=2.0, noise=0.01, machine_new=INTEL)
+    code, out, err = run_cli(capsys, "--compare", old, new, "--fail-slower", "10%")
+    assert code == 0
+    assert "not comparable" in out
+    assert out.count("| missing") == 6 and "0 regressed" in out
+
+
+def test_gate_with_few_rounds_uses_ranges(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=1.3, noise=0.01, rounds=2)
+    code, out, err = run_cli(capsys, "--compare", old, new)
+    assert code == 1 and "| range" in out
+    # Three rounds a side cannot reach alpha 0.05 with the U test (smallest p is 0.1).
+    assert compare.noise_test([1.0, 1.1, 1.2], [2.0, 2.1, 2.2]) == (True, None, "range")
+    assert compare.noise_test([1.0, 1.5, 1.2], [1.4, 2.1, 2.2]) == (False, None, "range")
+
+
+def test_gate_without_scipy_uses_ranges(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(compare, "_load_mannwhitneyu", lambda: None)
+    old, new = _gate_files(tmp_path, factor=1.2, noise=0.02)
+    code, out, err = run_cli(capsys, "--compare", old, new)
+    assert code == 1 and "| range" in out and " U " not in out
+
+
+def test_gate_missing_cases(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=1.0, noise=0.02)
+    document = json.loads(new.read_text())
+    document["benchmarks"] = document["benchmarks"][:2]
+    new.write_text(json.dumps(document))
+    code, out, err = run_cli(capsys, "--compare", old, new)
+    assert code == 0 and "only in OLD" in out and "1 missing" in out
+
+
+@pytest.mark.parametrize("text, value", [("10%", 0.10), ("0.1", 0.10), ("2.5%", 0.025),
+                                         ("0", 0.0)])
+def test_threshold_parsing(text, value):
+    assert compare.parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["10", "ten", "-5%"])
+def test_bad_threshold_is_a_usage_error(text, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--compare", "a", "b", "--fail-slower", text])
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _good_copy(folder: Path) -> None:
+    source = RESULTS / AMD / "0001_20261120-070000.json"
+    target = folder / AMD / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+
+
+def _foreign(path: Path) -> None:
+    document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
+    del document["machine_info"]["fashion_bench"]
+    path.write_text(json.dumps(document))
+
+
+def _newer_schema(path: Path) -> None:
+    document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
+    document["machine_info"]["fashion_bench"]["schema"] = 2
+    path.write_text(json.dumps(document))
+
+
+def _missing_fields(path: Path) -> None:
+    document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
+    del document["benchmarks"][0]["extra_info"]["suite"]
+    path.write_text(json.dumps(document))
+
+
+def _wrong_types(path: Path) -> None:
+    document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
+    document["benchmarks"][0]["extra_info"]["batch_size"] = "128"
+    document["benchmarks"][1]["stats"]["data"] = [0.1, "slow"]
+    path.write_text(json.dumps(document))
+
+
+def _all_failed(path: Path) -> None:
+    document = make_fixtures.make_document(INTEL, "2026-11-29T07:00:00+00:00", [], [
+        {"case": f"cnn-gpu0-b{b}-fp16-xla", "suite": "train",
+         "name": f"test_train_epoch[cnn-gpu0-b{b}-fp16-xla]",
+         "error": "InternalError: CUDA driver version is insufficient"} for b in (128, 512)])
+    path.write_text(json.dumps(document))
+
+
+BAD_INPUTS = {
+    "not JSON": (lambda p: p.write_text("this is not json {"), "is not JSON"),
+    "binary": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe"), "is not JSON"),
+    "foreign": (_foreign, "some other project"),
+    "newer schema": (_newer_schema, "older/unknown schema"),
+    "missing fields": (_missing_fields, "older/unknown schema"),
+    "wrong types": (_wrong_types, "older/unknown schema"),
+    "not a result file": (lambda p: p.write_text('{"results": []}'), "not a pytest-benchmark"),
+    "all failed": (_all_failed, "every case failed"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_file_gives_one_warning_naming_it(kind, tmp_path, capsys):
+    make, message = BAD_INPUTS[kind]
+    folder = tmp_path / "results"
+    _good_copy(folder)
+    bad = folder / "other" / "0001_20261129-070000.json"
+    bad.parent.mkdir(parents=True)
+    make(bad)
+    out_dir = tmp_path / "out"
+
+    code, out, err = run_cli(capsys, folder, "--out", out_dir, "--no-plots")
+    warnings = warning_lines(err)
+    assert code == 0
+    assert len(warnings) == 1, err
+    assert str(bad) in warnings[0] and message in warnings[0]
+    assert "Traceback" not in err
+    report = (out_dir / "REPORT.md").read_text()
+    assert f"`{AMD}/cpu`" in report  # the good file is still reported
+    if kind == "all failed":
+        assert "cnn-gpu0-b128-fp16-xla" in report and "cnn-gpu0-b512-fp16-xla" in report
+
+    code, out, err = run_cli(capsys, folder, "--out", out_dir, "--no-plots", "--strict")
+    assert code == 2 and len(warning_lines(err)) == 1
+
+
+def test_empty_folder_gives_one_warning(tmp_path, capsys):
+    empty = tmp_path / "results"
+    empty.mkdir()
+    code, out, err = run_cli(capsys, empty, "--out", tmp_path / "out")
+    warnings = warning_lines(err)
+    assert code == 0 and len(warnings) == 1 and str(empty) in warnings[0]
+    assert not (tmp_path / "out").exists()
+    code, out, err = run_cli(capsys, empty, "--out", tmp_path / "out", "--strict")
+    assert code == 2
+
+
+def test_strict_gate_with_a_bad_file(tmp_path, capsys):
+    old, new = _gate_files(tmp_path, factor=1.0, noise=0.02)
+    (new.parent / "0002_20261128-070000.json").write_text("{broken")
+    code, out, err = run_cli(capsys, "--compare", old, new.parent.parent, "--strict")
+    assert code == 2 and len(warning_lines(err)) == 1
+
+
+# --------------------------------------------------------------------------- outputs
+
+def test_outputs_written_to_out(tmp_path, capsys):
+    before = file_digests(RESULTS)
+    out_dir = tmp_path / "report"
+    code, out, err = run_cli(capsys, RESULTS, "--out", out_dir)
+    assert code == 0 and warning_lines(err) == []
+    assert "## Training throughput" in out and f"wrote {out_dir / 'REPORT.md'}" in out
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == ["REPORT.md", "report.csv", "speedup_precision_xla.png",
+                     "throughput_vs_batch.png", "time_to_accuracy.png"]  # no temp files left
+    for name in names[2:]:
+        assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out_dir / "REPORT.md").read_text()
+    for heading in ("## Machines", "## Training throughput", "## Inference throughput",
+                    "## Inference latency", "## Time to accuracy", "## Share of calibrated peak",
+                    "## Scaling", "## Failures"):
+        assert heading in report
+    assert "cpu 800, gpu:0 51,200" in report  # calibration GFLOP/s in the intro
+    csv = pd.read_csv(out_dir / "report.csv")
+    assert len(csv) == len(load_results([RESULTS], WarningLog()).benchmarks)
+    assert len(csv.loc[0, "raw_rounds"].split()) == csv.loc[0, "rounds"]
+    assert file_digests(RESULTS) == before  # result files untouched
+
+
+def test_plots_skipped_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib" fail
+    code, out, err = run_cli(capsys, RESULTS, "--out", tmp_path)
+    warnings = warning_lines(err)
+    assert code == 0 and len(warnings) == 1 and "matplotlib" in warnings[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["REPORT.md", "report.csv"]
+
+
+def test_unknown_baseline_warns(tmp_path, capsys):
+    code, out, err = run_cli(capsys, RESULTS, "--out", tmp_path, "--no-plots",
+                             "--baseline", "nope", "--strict")
+    assert code == 2 and len(warning_lines(err)) == 1 and "--baseline" in err
+
+
+def test_other_suite_gets_a_generic_table(tmp_path, capsys):
+    benchmarks = []
+    for variant, seconds in (("keras-fit", 2.0), ("tutorial-eager", 8.0)):
+        info = extra(AMD, f"mlp-cpu-b128-fp32-xla-{variant}", suite="baseline",
+                     variant=variant, samples_per_second=60_000 / seconds)
+        del info["device_kind"]  # optional: follows from the device
+        benchmarks.append(make_fixtures.make_benchmark(info, [seconds * f for f in
+                                                              (0.99, 1.0, 1.01)]))
+    write_run(tmp_path / "in", AMD, "2026-11-27T07:00:00+00:00", benchmarks)
+    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--no-plots")
+    assert code == 0 and warning_lines(err) == []
+    section = out.split("## Suite baseline")[1].split("## ")[0]
+    assert "| variant" in section
+    # Three rounds at 0.99, 1.00, 1.01 times: quartiles 0.99 and 1.01, so ±2.0%.
+    assert "30.0k/s ±2.0%" in section and "7.50k/s ±2.0%" in section
+
+
+def test_atomic_writer_refuses_result_files(tmp_path):
+    from bench.atomic import write_atomic
+
+    with pytest.raises(ValueError):
+        write_atomic(tmp_path / "0001_x.json", "{}")
+    write_atomic(tmp_path / "a.md", "text")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.md"]
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--out", "--baseline", "--all-runs", "--no-plots", "--strict",
+                   "--compare", "--fail-slower", "examples:", "exit status:"):
+        assert option in text
