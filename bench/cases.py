@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 
 from fashion_core.config import PRECISIONS
 
-SUITES = ("train", "inference", "latency", "tta", "compile", "baseline")
+SUITES = ("train", "inference", "latency", "tta", "compile", "baseline", "scaling")
+STRATEGIES = ("mirrored", "multiworker")
 # Reference training loops the compiled step is compared with (suite "baseline").
 VARIANTS = ("keras-fit", "tutorial-eager")
 SHORT_PRECISIONS = tuple(PRECISIONS.values())  # fp32, fp16, bf16
@@ -52,8 +53,14 @@ class Case:
     steps: int | None = None
     rounds: int = 5
     variant: str | None = None
+    replicas: int | None = None
+    strategy: str | None = None
 
     def __post_init__(self) -> None:
+        if (self.suite == "scaling") != (self.strategy in STRATEGIES and bool(self.replicas)):
+            raise ValueError(f"suite 'scaling' takes a strategy from {STRATEGIES} and replicas, "
+                             f"others neither; got suite {self.suite!r}, strategy "
+                             f"{self.strategy!r}, replicas {self.replicas!r}")
         if (self.suite == "baseline") != (self.variant in VARIANTS):
             raise ValueError(f"suite 'baseline' takes a variant from {VARIANTS}, others none; "
                              f"got suite {self.suite!r}, variant {self.variant!r}")
@@ -68,6 +75,8 @@ class Case:
                 f"{self.precision}-{'xla' if self.xla else 'noxla'}")
         if self.variant:
             text = f"{text}-{self.variant}"
+        if self.replicas:
+            text += f"-{'w' if self.strategy == 'multiworker' else 'r'}{self.replicas}"
         return text if self.backend == "tensorflow" else f"{text}-{self.backend}"
 
     @property
@@ -85,7 +94,7 @@ class Case:
         return {"case": self.id, "suite": self.suite, "model": self.model,
                 "backend": self.backend, "device": self.device,
                 "batch_size": self.batch_size, "precision": self.precision, "xla": self.xla,
-                "variant": self.variant}
+                "variant": self.variant, "strategy": self.strategy, "replicas": self.replicas}
 
 
 def _default_xla(model: str, device: str) -> bool:
@@ -111,11 +120,24 @@ def _quick(device: str, backend: str) -> list[Case]:
     cases += [Case("baseline", "mlp", device, 128, rounds=3, variant="keras-fit"),
               Case("baseline", "mlp", device, 128, xla=False, steps=40, rounds=3,
                    variant="tutorial-eager")]
+    cases += _scaling(device, (1, 2), rounds=2)
     return [dataclasses.replace(c, backend=backend) for c in cases]
 
 
+def _scaling(device: str, replicas: Sequence[int], rounds: int) -> list[Case]:
+    """MLP epochs under MirroredStrategy; on a CPU the replicas are logical devices."""
+    return [Case("scaling", "mlp", device, 128, xla=False, rounds=rounds, replicas=r,
+                 strategy="mirrored") for r in replicas]
+
+
+def multiworker_cases(device: str, workers: int) -> list[Case]:
+    """The scaling case run under MultiWorkerMirroredStrategy (TF_CONFIG names workers)."""
+    return [Case("scaling", "mlp", device, 128, xla=False, rounds=3, replicas=workers,
+                 strategy="multiworker")]
+
+
 def _full(device: str, backend: str) -> list[Case]:
-    cases = []
+    cases = _scaling(device, (1, 2, 4, 8), rounds=3)
     for model, precision, xla in itertools.product(("mlp", "cnn"), SHORT_PRECISIONS,
                                                    (True, False)):
         steps = None if model == "mlp" else 40

@@ -74,8 +74,33 @@ class BenchState:
         return self.calibration[device]
 
 
+def _tf_config() -> dict | None:
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return None
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise pytest.UsageError(f"TF_CONFIG is not valid JSON: {e}") from None
+
+
 def pytest_configure(config):
     config._fashion_bench = BenchState()
+    if BACKEND != "tensorflow" or not hasattr(config.option, "bench_matrix"):
+        return
+    # Scaling cases on a CPU-only machine need logical CPU devices, which TensorFlow
+    # accepts only before it starts: set up as many as the matrix's largest case uses.
+    cases = matrix.build_matrix(config.option.bench_matrix, ["cpu"], BACKEND)
+    most = max((c.replicas or 1 for c in cases if c.suite == "scaling"), default=1)
+    if most > 1 and _tf_config() is None:
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            from fashion_core.distributed import ensure_logical_cpus
+
+            ensure_logical_cpus(most)
 
 
 def _state(config) -> BenchState:
@@ -102,12 +127,23 @@ def pytest_generate_tests(metafunc):
         models=matrix.parse_list(option("--bench-model")),
         batches=matrix.parse_list(option("--bench-batch"), int),
         precisions=matrix.parse_list(option("--bench-precision")))
+    cases = [c for c in cases if c.suite == suite]
+    cluster = _tf_config()
+    if suite == "scaling" and cluster:  # this process is one worker of several
+        workers = len(cluster.get("cluster", {}).get("worker", [])) or 1
+        cases = [c for d in dict.fromkeys(c.device for c in cases)
+                 for c in matrix.multiworker_cases(d, workers)]
+    gpus = sum(1 for name in present if name.startswith("gpu"))
     params = []
-    for case in (c for c in cases if c.suite == suite):
+    for case in cases:
         marks = []
         if case.device not in present:
             marks.append(pytest.mark.skip(
                 reason=f"device {case.device} is not there (found: {', '.join(present)})"))
+        elif (case.strategy == "mirrored" and case.device.startswith("gpu")
+              and case.replicas > gpus):
+            marks.append(pytest.mark.skip(
+                reason=f"{case.replicas} replicas need {case.replicas} GPUs; found {gpus}"))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("case", params)
 
@@ -159,8 +195,8 @@ def pytest_runtest_makereport(item, call):
     if case is None or not report.failed:
         return
     error = call.excinfo.value if call.excinfo else None
-    reason = (f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-              if error else "failed")
+    first_line = str(error).strip().splitlines()[0] if error and str(error).strip() else ""
+    reason = f"{type(error).__name__}: {first_line}" if error else "failed"
     _state(item.config).failures.append({
         "case": case.id, "suite": case.suite, "name": item.name, "fullname": item.nodeid,
         "phase": report.when, "error": reason[:500],
@@ -181,6 +217,9 @@ def pytest_sessionfinish(session, exitstatus):
     bs = getattr(config, "_benchmarksession", None)
     if bs is None or bs.disabled or config.getoption("--bench-no-save"):
         return
+    cluster = _tf_config()
+    if cluster and cluster.get("task", {}).get("index", 0) != 0:
+        return  # in a multi-worker run only the chief (worker 0) writes the result file
     failed = {f["fullname"] for f in state.failures}
     benchmarks = [b for b in bs.benchmarks if b and b.fullname not in failed]
     if not benchmarks and not state.failures:

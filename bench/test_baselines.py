@@ -74,7 +74,7 @@ def _tutorial_rounds(case, dataset):
                 loss = tf.reduce_mean(tf.losses.categorical_crossentropy(
                     y_batch, logits, from_logits=True))
             grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             total += float(loss)  # the tutorial prints losses: a read-back every step
         losses.append(total / case.steps)
 

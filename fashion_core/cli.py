@@ -169,7 +169,8 @@ def cmd_train(args) -> int:
     steady = training.median_epoch_seconds(result)
     print(f"done: test accuracy {result.test_accuracy:.4f} after {len(result.epochs)} "
           f"epochs; compile {result.compile_seconds:.2f} s; median epoch {steady:.3f} s "
-          f"({trainer.samples_per_epoch / steady:,.0f} samples/s); wall {result.wall_seconds:.1f} s")
+          f"({trainer.samples_per_epoch / steady:,.0f} samples/s); "
+          f"wall {result.wall_seconds:.1f} s")
     if args.json:
         write_json_atomic(Path(args.json).expanduser(), result.as_record())
         print(f"wrote {args.json}")

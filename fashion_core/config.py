@@ -79,5 +79,5 @@ class TrainConfig:
             return self.jit
         return not (self.model == "cnn" and device_kind == "CPU")
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

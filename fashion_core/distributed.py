@@ -29,7 +29,13 @@ keras = tfb.keras
 
 from fashion_core import models  # noqa: E402
 from fashion_core.backends import DeviceInfo  # noqa: E402
-from fashion_core.backends.base import BaseTrainer, StepStats, cpu_model  # noqa: E402
+from fashion_core.backends.base import (  # noqa: E402
+    BaseTrainer,
+    StepStats,
+    cpu_model,
+    make_optimizer,
+    precision_policy,
+)
 from fashion_core.config import ConfigError, TrainConfig  # noqa: E402
 from fashion_core.data import Dataset  # noqa: E402
 
@@ -107,9 +113,9 @@ class DistributedTrainer(BaseTrainer):
                                  cpu_model() if kind == "CPU" else
                                  tfb.list_devices()[1].model)
         keras.utils.set_random_seed(config.seed)
-        with tfb.precision_policy(config.precision), strategy.scope():
+        with precision_policy(config.precision), strategy.scope():
             self._model = models.build(config.model)
-            self.optimizer = tfb.make_optimizer(config)
+            self.optimizer = make_optimizer(config)
             self.optimizer.build(self._model.trainable_variables)
         self._test_images = tf.constant(dataset.x_test)
         self._iterator = None

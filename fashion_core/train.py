@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def run_epoch(trainer, epoch: int, order: np.ndarray, chunks: int = 1,
     if progress:
         progress(epoch, 0, steps)
     begin = time.perf_counter()
-    for start, stop in zip(bounds, bounds[1:]):
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         stats = trainer.run_steps(start, stop - start)
         if stats.bad_step >= 0:
             raise NonFiniteLossError(

@@ -1,0 +1,44 @@
+"""Data-parallel scaling with tf.distribute: throughput per replica count, accuracy beside it.
+
+Each round is one epoch (``samples // global batch`` steps); after the timed rounds the
+test accuracy shows the training is still right. Scaling efficiency (throughput with N
+replicas over N times that with one) is computed by the report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.conftest import BACKEND
+from bench.measure import check_finite_and_falling, median_seconds, record
+
+SUITE = "scaling"
+
+
+def test_scaling_epoch(benchmark, case, dataset):
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.distribute is TensorFlow's")
+    from fashion_core import distributed
+    from fashion_core.config import TrainConfig
+
+    config = TrainConfig(model=case.model, batch_size=case.batch_size, precision=case.policy,
+                         jit=case.xla, seed=0)
+    trainer = distributed.make_trainer(config, dataset, case.strategy, case.replicas)
+    compile_seconds = trainer.compile()
+    rng = np.random.default_rng(0)
+    rounds = []
+
+    benchmark.pedantic(
+        lambda: rounds.append(trainer.run_steps(0, trainer.steps_per_epoch)),
+        setup=lambda: trainer.set_order(rng.permutation(trainer.n_train)),
+        rounds=case.rounds, warmup_rounds=1)
+    assert all(s.bad_step < 0 for s in rounds), "a step produced a NaN/inf loss"
+    losses = [s.loss_sum / s.samples for s in rounds]
+    check_finite_and_falling(losses, case.id)
+    seconds = median_seconds(benchmark)
+    record(benchmark, case, trainer, samples_per_second=trainer.samples_per_epoch / seconds,
+           seconds_per_epoch=seconds, per_replica_batch=case.batch_size,
+           global_batch=trainer.global_batch, test_accuracy=trainer.evaluate(),
+           epochs=case.rounds + 1, compile_seconds=compile_seconds,
+           loss_first=losses[0], loss_last=losses[-1])

@@ -1,0 +1,311 @@
+"""JAX backend: Keras's stateless API under one ``jax.jit`` per span of steps.
+
+The same three choices as the TensorFlow backend, in JAX terms:
+
+- the dataset lives on the device as uint8; a step gathers its batch by index from the
+  epoch's padded permutation (``jnp.take``) and scales it there;
+- a span of steps (a whole epoch by default) is one ``jax.lax.while_loop`` inside one
+  compiled call, so the host is visited once per span; the loop stops early at the
+  first NaN/inf loss, as the TensorFlow loop does;
+- the last, partial batch is padded and masked, so every step has one static shape.
+
+The weights, the optimizer's slots and the loss scale are a pytree of arrays ("state")
+threaded through ``model.stateless_call`` and ``optimizer.stateless_apply``; the compiled
+call donates the old state's buffers, so an epoch updates the weights in place instead
+of holding two copies. The Keras variables are brought up to date from that state only
+when someone asks for :attr:`Trainer.model`.
+
+``jit=False`` runs the same step one operation at a time (``jax.disable_jit``), the JAX
+counterpart of TensorFlow's eager mode; it exists for comparison, not for speed. Unlike
+TensorFlow, JAX has only XLA, so "auto" means compiled on every device, the CNN on a
+CPU included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from keras.src.backend import StatelessScope
+
+from fashion_core import models
+from fashion_core.backends import DeviceInfo, resolve_device
+from fashion_core.backends.base import (
+    BaseTrainer,
+    StepStats,
+    cpu_model,
+    make_optimizer,
+    precision_policy,
+)
+from fashion_core.config import TrainConfig
+from fashion_core.data import NUM_CLASSES, Dataset
+
+NAME = "jax"
+
+
+def versions() -> dict:
+    """JAX, jaxlib and Keras versions, and the CUDA/cuDNN jaxlib runs with (GPU builds)."""
+    import jaxlib
+
+    cuda = cudnn = None
+    try:  # present only where a CUDA plugin is installed; private, hence guarded
+        from jax._src.lib import cuda_versions
+
+        if cuda_versions is not None:
+            cuda = _dotted(cuda_versions.cuda_runtime_get_version())
+            cudnn = _dotted(cuda_versions.cudnn_get_version())
+    except Exception:  # noqa: BLE001 - CPU-only builds, or a plugin without a GPU
+        pass
+    return {"backend": NAME, "tensorflow": None, "keras": keras.__version__,
+            "jax": jax.__version__, "jaxlib": jaxlib.__version__, "cuda": cuda,
+            "cudnn": cudnn}
+
+
+def _dotted(version: int | None) -> str | None:
+    """CUDA's integer versions as text: 12040 -> '12.4', 90100 -> '9.1.0'."""
+    if not version:
+        return None
+    if version >= 10000 and version % 10 == 0 and version < 100000:  # cudart: 1000*M + 10*m
+        return f"{version // 1000}.{version % 1000 // 10}"
+    return f"{version // 10000}.{version % 10000 // 100}.{version % 100}"  # cuDNN 9+
+
+
+def _gpus() -> list:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # no GPU backend in this jaxlib, or no GPU
+        return []
+
+
+def list_devices() -> list[DeviceInfo]:
+    """The CPU and every GPU JAX sees, named cpu, gpu:0, gpu:1, ..."""
+    devices = [DeviceInfo("cpu", "CPU", cpu_model())]
+    for index, gpu in enumerate(_gpus()):
+        try:
+            memory = (gpu.memory_stats() or {}).get("bytes_limit")
+        except Exception:  # noqa: BLE001 - not every runtime reports memory
+            memory = None
+        capability = getattr(gpu, "compute_capability", None)
+        devices.append(DeviceInfo(f"gpu:{index}", "GPU", gpu.device_kind,
+                                  memory_bytes=int(memory) if memory else None,
+                                  compute_capability=str(capability) if capability else None))
+    return devices
+
+
+def jax_device(name: str):
+    """'cpu' -> the first CPU device, 'gpu:1' -> the second GPU."""
+    if name == "cpu":
+        return jax.devices("cpu")[0]
+    return _gpus()[int(name.split(":")[1])]
+
+
+def per_sample_losses(logits, labels):
+    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
+
+    Both are computed in float32 whatever the compute precision.
+    """
+    logits = logits.astype(jnp.float32)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    ce = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    mse = jnp.mean(jnp.square(jax.nn.one_hot(labels, NUM_CLASSES) - logits), axis=-1)
+    return ce, mse
+
+
+class Trainer(BaseTrainer):
+    """A model, its optimizer state and the dataset, all on one JAX device."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
+        super().__init__(config, dataset)
+        self.device = resolve_device(config.device, list_devices())
+        self._device = jax_device(self.device.name)
+        # JAX has only XLA: "auto" compiles everywhere (see the module docstring).
+        self.jit = True if config.jit is None else bool(config.jit)
+        self._scales_loss = config.precision == "mixed_float16"
+        keras.utils.set_random_seed(config.seed)
+        with precision_policy(config.precision), jax.default_device(self._device):
+            self._model = models.build(config.model)
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(self._model.trainable_variables)
+        put = lambda values: [jax.device_put(v.value, self._device) for v in values]  # noqa: E731
+        self._state = (put(self._model.trainable_variables),
+                       put(self._model.non_trainable_variables),
+                       put(self.optimizer.variables))
+        self._synced = True  # the Keras variables hold the state's current values
+        self._images = {"train": jax.device_put(dataset.x_train, self._device),
+                        "test": jax.device_put(dataset.x_test, self._device)}
+        self._labels = jax.device_put(dataset.y_train.astype(np.int32), self._device)
+        self._order = jax.device_put(np.zeros(self.padded_size, np.int32), self._device)
+        # The one place the steps are compiled: the old state's buffers are donated to
+        # the new (argument 0), the dataset is an argument, never a baked-in constant.
+        self._steps_fn = jax.jit(self._steps, donate_argnums=(0,))
+        self._predict_fn = jax.jit(self._predict, static_argnums=(3,))
+        self._logits_fn = jax.jit(self._logits)
+
+    def _mode(self):
+        """Compiled calls as they are, or (``jit=False``) run op by op."""
+        return contextlib.nullcontext() if self.jit else jax.disable_jit()
+
+    # -- the Keras model, in step with the state -----------------------------------------
+    @property
+    def model(self) -> keras.Model:
+        """The Keras model, its variables set to the trained values (copies of them: the
+        state's own buffers are donated to the next compiled call)."""
+        if not self._synced:
+            trainable, non_trainable, optimizer = self._state
+            for variables, values in ((self._model.trainable_variables, trainable),
+                                      (self._model.non_trainable_variables, non_trainable),
+                                      (self.optimizer.variables, optimizer)):
+                for variable, value in zip(variables, values, strict=True):
+                    variable.assign(jnp.array(value, copy=True))
+            self._synced = True
+        return self._model
+
+    # -- training ------------------------------------------------------------------------
+    def _loss(self, trainable, non_trainable, optimizer_values, images, labels, weights):
+        """Masked mean CE (scaled for float16) and what the step needs besides gradients."""
+        x = models.preprocess(images, self.config.model, keras.ops)
+        logits, non_trainable = self._model.stateless_call(trainable, non_trainable, x,
+                                                           training=True)
+        ce, mse = per_sample_losses(logits, labels)
+        count = jnp.sum(weights)
+        loss = jnp.sum(ce * weights) / count
+        scaled = loss
+        if self._scales_loss:
+            # The loss scale is an optimizer variable: read it from the state, not the
+            # Keras variable, exactly as Keras's own JAX trainer does.
+            mapping = list(zip(self.optimizer.variables, optimizer_values, strict=True))
+            with StatelessScope(state_mapping=mapping):
+                scaled = self.optimizer.scale_loss(loss)
+        return scaled, (loss, jnp.sum(mse * weights) / count, count, non_trainable)
+
+    def _steps(self, state, images, labels, order, start, count):
+        """Steps start .. start+count-1 in one while-loop; stops at the first NaN/inf loss.
+
+        Returns the new state and [loss sum, MSE sum, samples, first bad step or -1].
+        """
+        batch = self.batch_size
+        order = order.reshape(self.steps_per_epoch, batch)
+        positions = jnp.arange(batch)
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def body(carry):
+            step, (trainable, non_trainable, optimizer_values), sums, bad = carry
+            index = order[step]
+            # Padding at the end of the epoch's order gets weight 0.
+            weights = (step * batch + positions < self.n_train).astype(jnp.float32)
+            (_, (loss, mse, n, non_trainable)), grads = grad_fn(
+                trainable, non_trainable, optimizer_values, jnp.take(images, index, axis=0),
+                jnp.take(labels, index), weights)
+            trainable, optimizer_values = self.optimizer.stateless_apply(
+                optimizer_values, grads, trainable)
+            bad = jnp.where(jnp.isfinite(loss), bad, step)
+            sums = sums + jnp.stack([loss * n, mse * n, n])
+            return step + 1, (trainable, non_trainable, optimizer_values), sums, bad
+
+        def cond(carry):
+            step, _, _, bad = carry
+            return (step < start + count) & (bad < 0)
+
+        carry = (jnp.asarray(start, jnp.int32), state, jnp.zeros(3, jnp.float32),
+                 jnp.asarray(-1, jnp.int32))
+        _, state, sums, bad = jax.lax.while_loop(cond, body, carry)
+        return state, jnp.concatenate([sums, bad.astype(jnp.float32)[None]])
+
+    def set_order(self, order: np.ndarray) -> None:
+        self._order = jax.device_put(self.padded_order(order), self._device)
+
+    def run_steps(self, start: int, count: int) -> StepStats:
+        args = (self._state, self._images["train"], self._labels, self._order,
+                np.int32(start), np.int32(count))
+        with self._mode():
+            self._state, result = self._steps_fn(*args)
+        self._synced = False
+        loss_sum, mse_sum, samples, bad = np.asarray(result)  # the read-back syncs
+        return StepStats(float(loss_sum), float(mse_sum), int(samples), int(bad))
+
+    # -- inference -----------------------------------------------------------------------
+    def _logits(self, trainable, non_trainable, images):
+        x = models.preprocess(images, self.config.model, keras.ops)
+        logits, _ = self._model.stateless_call(trainable, non_trainable, x, training=False)
+        return logits.astype(jnp.float32)
+
+    def _predict(self, trainable, non_trainable, images, batch_size: int):
+        """Classes of a whole image set: full batches in ``lax.map``, then the remainder as
+        one smaller batch, so no padding work is counted as throughput."""
+        n = images.shape[0]
+        full = (n // batch_size) * batch_size
+        classes = []
+        if full:
+            batches = images[:full].reshape(-1, batch_size, *images.shape[1:])
+            per_batch = jax.lax.map(
+                lambda b: jnp.argmax(self._logits(trainable, non_trainable, b), axis=-1),
+                batches)
+            classes.append(per_batch.reshape(-1))
+        if full < n:
+            classes.append(jnp.argmax(self._logits(trainable, non_trainable, images[full:]),
+                                      axis=-1))
+        return jnp.concatenate(classes).astype(jnp.int32)
+
+    def predict_all(self, which: str = "test", batch_size: int | None = None) -> np.ndarray:
+        batch_size = batch_size or self.config.eval_batch_size
+        trainable, non_trainable, _ = self._state
+        with self._mode():
+            classes = self._predict_fn(trainable, non_trainable, self._images[which],
+                                       batch_size)
+        return np.asarray(classes)
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        trainable, non_trainable, _ = self._state
+        images = jax.device_put(np.asarray(images), self._device)
+        with self._mode():
+            logits = self._logits_fn(trainable, non_trainable, images)
+        return np.asarray(logits)
+
+    # -- memory --------------------------------------------------------------------------
+    def _memory_stats(self) -> dict:
+        if self.device.kind != "GPU":
+            return {}
+        try:
+            return self._device.memory_stats() or {}
+        except Exception:  # noqa: BLE001 - not every runtime reports memory
+            return {}
+
+    def device_peak_bytes(self) -> int | None:
+        """The peak since :meth:`reset_device_peak`, where it can be known.
+
+        JAX keeps one peak for the whole process and cannot reset it: if the peak rose
+        after the reset, the new peak is this window's; if not, the window's peak is
+        unknown (below the old one) and None is returned.
+        """
+        peak = self._memory_stats().get("peak_bytes_in_use")
+        if peak is None or peak <= getattr(self, "_peak_at_reset", -1):
+            return None
+        return int(peak)
+
+    def reset_device_peak(self) -> None:
+        self._peak_at_reset = self._memory_stats().get("peak_bytes_in_use", -1)
+
+
+def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
+    """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
+
+    At JAX's default precision, the one the models run at (TF32 on NVIDIA GPUs since
+    Ampere, as in TensorFlow). Size defaults to 2048 on a CPU (17 GFLOP a product) and
+    8192 on a GPU (1.1 TFLOP).
+    """
+    size = size or (2048 if device == "cpu" else 8192)
+    target = jax_device(device)
+    a = jax.device_put(jax.random.normal(jax.random.key(1), (size, size), jnp.float32), target)
+    b = jax.device_put(jax.random.normal(jax.random.key(2), (size, size), jnp.float32), target)
+    product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y)))
+    float(product(a, b))  # compile and warm up
+    best = float("inf")
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        float(product(a, b))  # the read-back waits for the device
+        best = min(best, time.perf_counter() - begin)
+    return 2 * size**3 / best / 1e9
