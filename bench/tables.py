@@ -31,8 +31,9 @@ MODEL_ORDER = {"mlp": 0, "cnn": 1}
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 2}
 BACKEND_ORDER = {"tensorflow": 0}
 #: Suites with a table of their own; any other suite gets a generic table.
-DEDICATED_SUITES = ("train", "inference", "latency", "tta", "compile", "scaling")
-SUITE_ORDER = {"train": 0, "inference": 1, "latency": 2, "tta": 3, "compile": 4, "scaling": 5}
+DEDICATED_SUITES = ("train", "inference", "latency", "tta", "compile", "scaling", "baseline")
+SUITE_ORDER = {"train": 0, "inference": 1, "latency": 2, "tta": 3, "compile": 4, "scaling": 5,
+               "baseline": 6}
 #: Mixed-precision and XLA comparisons drawn in the plot and the table.
 MIXED_PRECISIONS = ("fp16", "bf16")
 ERROR_WIDTH = 100
@@ -623,6 +624,48 @@ def render_scaling_table(frame: pd.DataFrame, all_runs: bool) -> str | None:
     return _with_caption(text, markdown_table(headers, rows, ["l"] * 7 + ["r"] * 6))
 
 
+# --------------------------------------------------------------------------- reference loops
+
+def render_reference_table(frame: pd.DataFrame, all_runs: bool) -> str | None:
+    """The compiled step against the reference loops (suite ``baseline``) of the same run.
+
+    Each reference row (Keras ``fit``, the tutorial's eager loop) is put beside the
+    ``train`` row of the same machine/device, model, batch, precision and backend (XLA
+    on where both exist), so the ratio compares two figures measured in one run.
+    Returns None when there are no reference rows.
+    """
+    references = _suite(frame, "baseline")
+    trains = _suite(frame, "train")
+    if references.empty:
+        return None
+    keys = ["label", "model", "batch_size", "precision", "backend"]
+    headers = ["machine/device", "model", "batch", "precision", "backend",
+               "compiled step s/epoch", "reference", "reference s/epoch", "speedup"]
+    rows = []
+    for record in references.to_dict("records"):
+        same = trains
+        for key in keys:
+            same = same[same[key] == record.get(key)]
+        if not same.empty and same["xla"].map(is_true).any():
+            same = same[same["xla"].map(is_true)]
+        ours = number(same.iloc[0].get("seconds_per_epoch")) if not same.empty else None
+        theirs = number(record.get("seconds_per_epoch"))
+        rows.append([record["label"], str(record.get("model")), _int_text(record.get("batch_size")),
+                     str(record.get("precision")), str(record.get("backend")),
+                     format_seconds(ours) if ours else NO_VALUE,
+                     str(record.get("variant") or record.get("case")),
+                     format_seconds(theirs) if theirs else NO_VALUE,
+                     format_speedup(theirs / ours if ours and theirs else None)])
+    rows.sort()
+    text = ("Against reference loops: seconds per epoch of the compiled train step "
+            "(suite `train`, XLA on where measured) and of each reference loop (suite "
+            "`baseline`: keras-fit = `model.fit` with a whole epoch per execution; "
+            "tutorial-eager = the tutorial's eager loop, timed over a fixed number of steps "
+            "and scaled to an epoch), both from the same run; speedup = reference time over "
+            "compiled-step time. " + selection_phrase(all_runs))
+    return _with_caption(text, markdown_table(headers, rows, ["l"] * 5 + ["r", "l", "r", "r"]))
+
+
 # --------------------------------------------------------------------------- failures, machines
 
 def render_failures_table(failures: pd.DataFrame, all_runs: bool) -> str:
@@ -704,6 +747,9 @@ def build_report(machines: pd.DataFrame, selected: pd.DataFrame, failures: pd.Da
     scaling = render_scaling_table(selected, all_runs)
     if scaling is not None:
         sections.append(("Scaling", scaling))
+    reference = render_reference_table(selected, all_runs)
+    if reference is not None:
+        sections.append(("Against reference loops", reference))
     other_suites = sorted(set(selected["suite"]) - set(DEDICATED_SUITES)) \
         if not selected.empty else []
     for suite in other_suites:

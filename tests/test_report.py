@@ -520,7 +520,7 @@ def test_unknown_baseline_warns(tmp_path, capsys):
 def test_other_suite_gets_a_generic_table(tmp_path, capsys):
     benchmarks = []
     for variant, seconds in (("keras-fit", 2.0), ("tutorial-eager", 8.0)):
-        info = extra(AMD, f"mlp-cpu-b128-fp32-xla-{variant}", suite="baseline",
+        info = extra(AMD, f"mlp-cpu-b128-fp32-xla-{variant}", suite="custom",
                      variant=variant, samples_per_second=60_000 / seconds)
         del info["device_kind"]  # optional: follows from the device
         benchmarks.append(make_fixtures.make_benchmark(info, [seconds * f for f in
@@ -528,7 +528,7 @@ def test_other_suite_gets_a_generic_table(tmp_path, capsys):
     write_run(tmp_path / "in", AMD, "2026-11-27T07:00:00+00:00", benchmarks)
     code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--no-plots")
     assert code == 0 and warning_lines(err) == []
-    section = out.split("## Suite baseline")[1].split("## ")[0]
+    section = out.split("## Suite custom")[1].split("## ")[0]
     assert "| variant" in section
     # Three rounds at 0.99, 1.00, 1.01 times: quartiles 0.99 and 1.01, so ±2.0%.
     assert "30.0k/s ±2.0%" in section and "7.50k/s ±2.0%" in section
@@ -551,3 +551,26 @@ def test_help_explains_every_option(capsys):
     for option in ("--out", "--baseline", "--all-runs", "--no-plots", "--strict",
                    "--compare", "--fail-slower", "examples:", "exit status:"):
         assert option in text
+
+
+def test_reference_table_puts_each_reference_beside_the_compiled_step():
+    import pandas as pd
+
+    from bench.tables import render_reference_table
+
+    common = {"label": "m/cpu", "model": "mlp", "batch_size": 128, "precision": "fp32",
+              "backend": "tensorflow"}
+    frame = pd.DataFrame([
+        {**common, "suite": "train", "xla": True, "seconds_per_epoch": 0.25, "variant": None},
+        {**common, "suite": "train", "xla": False, "seconds_per_epoch": 0.5, "variant": None},
+        {**common, "suite": "baseline", "xla": True, "seconds_per_epoch": 0.75,
+         "variant": "keras-fit"},
+        {**common, "suite": "baseline", "xla": False, "seconds_per_epoch": 10.0,
+         "variant": "tutorial-eager"},
+    ])
+    table = render_reference_table(frame, all_runs=False)
+    lines = [line for line in table.splitlines() if line.startswith("| m/cpu")]
+    assert len(lines) == 2
+    assert "keras-fit" in lines[0] and "3.00×" in lines[0] and "0.250 s" in lines[0]
+    assert "tutorial-eager" in lines[1] and "40.0×" in lines[1]
+    assert render_reference_table(frame[frame["suite"] == "train"], all_runs=False) is None
