@@ -200,6 +200,8 @@ def cmd_info(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Keep TensorFlow's start-up log lines (CUDA probing, CPU features) off the terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fashion_core.backends import DeviceError
     from fashion_core.config import ConfigError
     from fashion_core.data import DataError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fashion_core.models import MODELS
+MODELS = ("mlp", "cnn")  # built by fashion_core.models; named here so config needs no Keras
 
 # Keras policy name -> short name used in case ids and tables.
 PRECISIONS = {"float32": "fp32", "mixed_float16": "fp16", "mixed_bfloat16": "bf16"}

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 from keras import layers
 
-MODELS = ("mlp", "cnn")
+from fashion_core.config import MODELS  # noqa: F401  (re-exported)
+
 PIXEL_SCALE = 255.0  # uint8 -> [0, 1], as the tutorial's `tf.cast(x, tf.float32) / 255.0`
 
 
