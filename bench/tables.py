@@ -433,7 +433,8 @@ def render_compile_table(frame: pd.DataFrame, baseline: str | None, all_runs: bo
     rows = _suite(frame, "compile")
     if rows.empty:
         return caption("No compile-time results.")
-    text = (f"Compile time: seconds to build and compile the model's step, {SPREAD_PHRASE}; "
+    text = (f"Compile time: seconds to trace and compile the train step (the model is built "
+            f"before the timer starts), {SPREAD_PHRASE}; "
             f"{_speedup_phrase(rows, baseline, 'time')} {selection_phrase(all_runs)}")
     return _with_caption(text, comparison_table(rows, COMPILE, baseline))
 
