@@ -110,6 +110,9 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
                 "calibration_gflops", "memory_bytes"):
         assert key in info, key
     assert info["calibration_gflops"]["cpu"] > 0
+    # Measured at first use and again at the end; the higher is the session's figure.
+    assert len(info["calibration_rounds"]["cpu"]) == 2
+    assert info["calibration_gflops"]["cpu"] == max(info["calibration_rounds"]["cpu"])
     assert info["devices"][0]["name"] == "cpu" and info["devices"][0]["memory_bytes"] > 0
     by_suite = {b["extra_info"]["suite"]: b for b in run["benchmarks"]}
     assert set(by_suite) == {"train", "inference"}
@@ -119,6 +122,8 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
         assert key in train, key
     assert train["case"] == "mlp-cpu-b64-fp32-xla" and train["samples_per_second"] > 0
     assert 0 < train["peak_fraction"] < 1.5 and train["loss_last"] < train["loss_first"]
+    assert train["peak_fraction"] == pytest.approx(
+        train["gflops"] / info["calibration_gflops"]["cpu"])
     assert "seconds_per_batch" in by_suite["inference"]["extra_info"]
     assert len(by_suite["train"]["stats"]["data"]) == 2  # every round kept
     assert run["fashion_bench_failures"] == []
