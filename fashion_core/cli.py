@@ -64,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpu, gpu (the first GPU) or gpu:N; `info` lists them; "
                             "default: %(default)s")
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                       help="compile the train step with XLA; default: on, except for "
-                            "the CNN on a CPU, where XLA's convolutions are far slower")
+                       help="compile the whole train step (XLA for TensorFlow and JAX, "
+                            "torch.compile for PyTorch); default: on, except for the CNN on "
+                            "a CPU, where XLA's convolutions are far slower, and for "
+                            "PyTorch on a CPU")
     train.add_argument("--seed", type=int, default=0,
                        help="seeds weights and shuffling; same seed, same run; "
                             "default: %(default)s")

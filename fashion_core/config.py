@@ -39,10 +39,13 @@ class TrainConfig:
         precision: Keras dtype policy: "float32", "mixed_float16" (with dynamic loss
             scaling) or "mixed_bfloat16"; short names fp32/fp16/bf16 are accepted.
         device: "cpu", "gpu" (the first GPU) or "gpu:N".
-        jit: compile the train step with XLA (``tf.function(jit_compile=True)``); None
-            (the default) means auto: on, except for the CNN on a CPU, where XLA:CPU's
-            convolutions ran 40x slower than TensorFlow's own kernels (about 290 s an
-            epoch against 7 s at batch 128 on a 2-core machine).
+        jit: compile the whole train step: XLA for TensorFlow
+            (``tf.function(jit_compile=True)``) and JAX (one ``jax.jit`` program), and
+            ``torch.compile`` for PyTorch. None (the default) means auto: TensorFlow and
+            JAX compile, except the CNN on a CPU, where XLA:CPU's convolutions ran 40x
+            slower than TensorFlow's own kernels (about 290 s an epoch against 7 s at
+            batch 128 on a 2-core machine); PyTorch compiles on a GPU only (on a CPU,
+            torch.compile's start-up outweighs what it saves in a 20-epoch run).
         seed: seeds weight initialisation and the per-epoch shuffle.
         learning_rate: Adam's step size (the tutorial's 1e-3).
         eval_batch_size: batch used to predict the test set for accuracy.
@@ -74,7 +77,10 @@ class TrainConfig:
         return PRECISIONS[self.precision]
 
     def resolve_jit(self, device_kind: str) -> bool:
-        """The XLA setting to use on a device of ``device_kind`` ("CPU" or "GPU")."""
+        """The XLA setting to use on a device of ``device_kind`` ("CPU" or "GPU").
+
+        TensorFlow's and JAX's rule; the torch backend has its own (see above).
+        """
         if self.jit is not None:
             return self.jit
         return not (self.model == "cnn" and device_kind == "CPU")

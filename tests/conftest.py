@@ -16,6 +16,17 @@ needs_real_data = pytest.mark.skipif(
     not DEBIAN_HAS_DATA, reason="Debian's dataset-fashion-mnist is not installed")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked tensorflow_only are skipped, with the reason, under another backend."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"needs the TensorFlow backend, not {backend}")
+    for item in items:
+        if item.get_closest_marker("tensorflow_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny() -> data.Dataset:
     """300 training and 100 test images, learnable; 300 is no multiple of common batches."""

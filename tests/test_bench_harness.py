@@ -94,6 +94,7 @@ def _run_bench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
 def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     results = tmp_path / "results"
     proc = _run_bench([str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
@@ -135,6 +136,7 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     assert compare.returncode == 0 and "test_train_epoch" in compare.stdout, compare.stderr
 
 
+@pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
 def test_a_failing_case_is_recorded_and_the_rest_goes_on(tmp_path):
     """A suite whose case raises (as an OOM would): the failure lands in the result file."""
     (tmp_path / "conftest.py").write_text((ROOT / "bench" / "conftest.py").read_text())

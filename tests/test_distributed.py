@@ -22,6 +22,8 @@ from fashion_core import data, train
 from fashion_core.config import TrainConfig
 from tests.conftest import write_dataset
 
+pytestmark = pytest.mark.tensorflow_only  # tf.distribute
+
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-4
 GLOBAL_BATCH = 64

@@ -6,7 +6,8 @@ model and optimizer (``__init__``), run a span of steps in one compiled call
 predict one batch from the host (``predict_batch``).
 
 It also holds what every backend builds the same way through Keras: the dtype-policy
-scope (:func:`precision_policy`) and the optimizer (:func:`make_optimizer`).
+scope (:func:`precision_policy`), the optimizer (:func:`make_optimizer`) and the seeding
+(:func:`set_random_seed`, which keeps TensorFlow out of JAX and PyTorch processes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import math
 import os
 import platform
+import sys
 import time
 
 import keras
@@ -55,6 +57,28 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return optimizer
 
 
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow for other backends.
+
+    Keras seeds TensorFlow too whenever it is installed (for ``tf.data``), which imports
+    all of it (seconds, and hundreds of MB) into a JAX or PyTorch process that never uses
+    it. Where TensorFlow is not loaded yet and not the backend, Keras is told it is not
+    there for this one call; Python's, numpy's and the backend's seeds are set as usual.
+    """
+    from keras.src.utils import module_utils
+
+    lazy_tf = module_utils.tensorflow
+    if keras.config.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    saved = lazy_tf._available
+    lazy_tf._available = False
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        lazy_tf._available = saved
+
+
 def cpu_model() -> str:
     """The CPU's marketing name, from /proc/cpuinfo where there is one."""
     try:
@@ -65,6 +89,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cudnn_text(version: int | None) -> str | None:
+    """cuDNN's integer version as text: 90100 -> '9.1.0', 8906 -> '8.9.6'; None stays None."""
+    if not version:
+        return None
+    if version >= 90000:  # cuDNN 9 on: 10000 * major + 100 * minor + patch
+        return f"{version // 10000}.{version % 10000 // 100}.{version % 100}"
+    return f"{version // 1000}.{version % 1000 // 100}.{version % 100}"  # 1000 * major + ...
 
 
 def cpu_count() -> int:

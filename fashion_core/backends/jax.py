@@ -15,10 +15,15 @@ call donates the old state's buffers, so an epoch updates the weights in place i
 of holding two copies. The Keras variables are brought up to date from that state only
 when someone asks for :attr:`Trainer.model`.
 
+Measured on a 2-core CPU, MLP, batch 128, steady state: 0.24 s an epoch, against
+0.32 s for Keras ``fit`` on the JAX backend with ``jit_compile=True`` and a whole epoch
+per execution (the ``keras-fit`` baseline of the same benchmark run).
+
 ``jit=False`` runs the same step one operation at a time (``jax.disable_jit``), the JAX
-counterpart of TensorFlow's eager mode; it exists for comparison, not for speed. Unlike
-TensorFlow, JAX has only XLA, so "auto" means compiled on every device, the CNN on a
-CPU included.
+counterpart of TensorFlow's eager mode: about 20 s an epoch for the MLP. "auto" follows
+the config's rule, compiled except for the CNN on a CPU, and for the same reason as with
+TensorFlow: the whole CNN step compiled by XLA:CPU took about 310 s an epoch at batch
+128, op by op 67 s (each operation is still compiled, on its own).
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
-from keras.src.backend import StatelessScope
 
 from fashion_core import models
 from fashion_core.backends import DeviceInfo, resolve_device
@@ -38,8 +42,10 @@ from fashion_core.backends.base import (
     BaseTrainer,
     StepStats,
     cpu_model,
+    cudnn_text,
     make_optimizer,
     precision_policy,
+    set_random_seed,
 )
 from fashion_core.config import TrainConfig
 from fashion_core.data import NUM_CLASSES, Dataset
@@ -56,8 +62,8 @@ def versions() -> dict:
         from jax._src.lib import cuda_versions
 
         if cuda_versions is not None:
-            cuda = _dotted(cuda_versions.cuda_runtime_get_version())
-            cudnn = _dotted(cuda_versions.cudnn_get_version())
+            cuda = _cuda_text(cuda_versions.cuda_runtime_get_version())
+            cudnn = cudnn_text(cuda_versions.cudnn_get_version())
     except Exception:  # noqa: BLE001 - CPU-only builds, or a plugin without a GPU
         pass
     return {"backend": NAME, "tensorflow": None, "keras": keras.__version__,
@@ -65,13 +71,9 @@ def versions() -> dict:
             "cudnn": cudnn}
 
 
-def _dotted(version: int | None) -> str | None:
-    """CUDA's integer versions as text: 12040 -> '12.4', 90100 -> '9.1.0'."""
-    if not version:
-        return None
-    if version >= 10000 and version % 10 == 0 and version < 100000:  # cudart: 1000*M + 10*m
-        return f"{version // 1000}.{version % 1000 // 10}"
-    return f"{version // 10000}.{version % 10000 // 100}.{version % 100}"  # cuDNN 9+
+def _cuda_text(version: int | None) -> str | None:
+    """CUDA runtime's integer version as text: 12040 -> '12.4' (1000 * major + 10 * minor)."""
+    return f"{version // 1000}.{version % 1000 // 10}" if version else None
 
 
 def _gpus() -> list:
@@ -122,10 +124,9 @@ class Trainer(BaseTrainer):
         super().__init__(config, dataset)
         self.device = resolve_device(config.device, list_devices())
         self._device = jax_device(self.device.name)
-        # JAX has only XLA: "auto" compiles everywhere (see the module docstring).
-        self.jit = True if config.jit is None else bool(config.jit)
+        self.jit = config.resolve_jit(self.device.kind)  # see the module docstring
         self._scales_loss = config.precision == "mixed_float16"
-        keras.utils.set_random_seed(config.seed)
+        set_random_seed(config.seed)
         with precision_policy(config.precision), jax.default_device(self._device):
             self._model = models.build(config.model)
             self.optimizer = make_optimizer(config)
@@ -178,7 +179,7 @@ class Trainer(BaseTrainer):
             # The loss scale is an optimizer variable: read it from the state, not the
             # Keras variable, exactly as Keras's own JAX trainer does.
             mapping = list(zip(self.optimizer.variables, optimizer_values, strict=True))
-            with StatelessScope(state_mapping=mapping):
+            with keras.StatelessScope(state_mapping=mapping):
                 scaled = self.optimizer.scale_loss(loss)
         return scaled, (loss, jnp.sum(mse * weights) / count, count, non_trainable)
 
@@ -198,8 +199,10 @@ class Trainer(BaseTrainer):
             # Padding at the end of the epoch's order gets weight 0.
             weights = (step * batch + positions < self.n_train).astype(jnp.float32)
             (_, (loss, mse, n, non_trainable)), grads = grad_fn(
-                trainable, non_trainable, optimizer_values, jnp.take(images, index, axis=0),
-                jnp.take(labels, index), weights)
+                trainable, non_trainable, optimizer_values,
+                # Indices are always in range: "clip" spares the out-of-bounds fill.
+                jnp.take(images, index, axis=0, mode="clip"),
+                jnp.take(labels, index, mode="clip"), weights)
             trainable, optimizer_values = self.optimizer.stateless_apply(
                 optimizer_values, grads, trainable)
             bad = jnp.where(jnp.isfinite(loss), bad, step)
