@@ -91,8 +91,13 @@ def _throughput_figure(figure_class, frame: pd.DataFrame):
     figure = figure_class(figsize=(13, 5.5), layout="constrained")
     axes_pair = figure.subplots(1, 2)
     all_lines = {suite: throughput_lines(frame, suite) for suite in SUITE_TITLES}
-    colors = _colors([line["label"] for lines in all_lines.values() for line in lines])
+    # One colour per machine/device and backend, so two frameworks on one device differ.
+    def series(line: dict) -> str:
+        return f"{line['label']} {line['backend']}"
+
+    colors = _colors([series(line) for lines in all_lines.values() for line in lines])
     styles = {"mlp": "-", "cnn": "--"}
+    markers = {"tensorflow": "o", "jax": "s", "torch": "^"}
     for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
         lines = all_lines[suite]
         if not lines:
@@ -103,8 +108,8 @@ def _throughput_figure(figure_class, frame: pd.DataFrame):
             if line["backend"] != "tensorflow":
                 name += f" ({line['backend']})"
             axes.plot(line["batch_sizes"], line["samples_per_second"],
-                      linestyle=styles.get(line["model"], ":"), color=colors[line["label"]],
-                      marker="o" if line["backend"] == "tensorflow" else "s", label=name)
+                      linestyle=styles.get(line["model"], ":"), color=colors[series(line)],
+                      marker=markers.get(line["backend"], "d"), label=name)
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
         axes.set_xlabel("batch size")
@@ -120,6 +125,8 @@ def _speedup_figure(figure_class, frame: pd.DataFrame):
     figure = figure_class(figsize=(13, 5.5), layout="constrained")
     axes_pair = figure.subplots(1, 2)
     speedups = precision_xla_speedups(frame)
+    # One group of bars per machine/device and backend.
+    speedups["label"] = speedups["label"] + " " + speedups["backend"]
     comparisons = [f"{p} vs fp32" for p in MIXED_PRECISIONS] + ["XLA vs no XLA"]
     for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
         rows = speedups[speedups["suite"] == suite]

@@ -501,9 +501,9 @@ def precision_xla_speedups(frame: pd.DataFrame) -> pd.DataFrame:
 
     Pairs are matched within one machine/device, suite (train, inference), model,
     batch size and backend (and XLA setting for precision, precision for XLA).
-    Columns: suite, label, comparison, speedup, low, high, cases.
+    Columns: suite, label, backend, comparison, speedup, low, high, cases.
     """
-    columns = ["suite", "label", "comparison", "speedup", "low", "high", "cases"]
+    columns = ["suite", "label", "backend", "comparison", "speedup", "low", "high", "cases"]
     if frame.empty or "samples_per_second" not in frame:
         return pd.DataFrame(columns=columns)
     rows = frame[frame["suite"].isin(["train", "inference"])
@@ -528,9 +528,11 @@ def precision_xla_speedups(frame: pd.DataFrame) -> pd.DataFrame:
         if pair.empty:
             continue
         pair = pair.assign(ratio=pair["samples_per_second"] / pair["samples_per_second_base"])
-        for (suite, label, comparison), group in pair.groupby(["suite", "label", "comparison"]):
+        keys = ["suite", "label", "backend", "comparison"]
+        for (suite, label, backend, comparison), group in pair.groupby(keys):
             ratios = group["ratio"].to_numpy(dtype=float)
-            result.append({"suite": suite, "label": label, "comparison": comparison,
+            result.append({"suite": suite, "label": label, "backend": backend,
+                           "comparison": comparison,
                            "speedup": float(np.exp(np.log(ratios).mean())),
                            "low": float(ratios.min()), "high": float(ratios.max()),
                            "cases": len(ratios)})
@@ -546,17 +548,20 @@ def render_precision_xla_table(frame: pd.DataFrame, all_runs: bool) -> str:
     comparisons = [c for c in comparisons if c in set(speedups["comparison"])]
     cells: dict[tuple, dict[str, str]] = {}
     for record in speedups.to_dict("records"):
-        cells.setdefault((record["suite"], record["label"]), {})[record["comparison"]] = (
+        key = (record["suite"], record["label"], record["backend"])
+        cells.setdefault(key, {})[record["comparison"]] = (
             f"{format_speedup(record['speedup'])} "
             f"({format_speedup(record['low'])}–{format_speedup(record['high'])}, "
             f"{record['cases']} cases)")
-    rows = [[suite, label] + [cells[(suite, label)].get(c, NO_VALUE) for c in comparisons]
-            for suite, label in sorted(cells, key=lambda k: (order_key(SUITE_ORDER, k[0]), k[1]))]
+    rows = [[suite, label, backend]
+            + [cells[(suite, label, backend)].get(c, NO_VALUE) for c in comparisons]
+            for suite, label, backend in sorted(
+                cells, key=lambda k: (order_key(SUITE_ORDER, k[0]), k[1], k[2]))]
     text = ("Speedup of mixed precision over fp32 and of XLA over no XLA, in samples/s: "
             "geometric mean over the matching cases (same machine/device, model, batch "
             "and backend), with the lowest and highest ratio. " + selection_phrase(all_runs))
-    table = markdown_table(["suite", "machine/device"] + comparisons, rows,
-                           ["l", "l"] + ["r"] * len(comparisons))
+    table = markdown_table(["suite", "machine/device", "backend"] + comparisons, rows,
+                           ["l", "l", "l"] + ["r"] * len(comparisons))
     return _with_caption(text, table)
 
 
