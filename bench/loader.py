@@ -345,14 +345,17 @@ def _machines_frame(runs: list[Run]) -> pd.DataFrame:
             "keras": info.get("keras"),
             "cuda": info.get("cuda"),
             "calibration_gflops": _calibration(info),
+            # Each framework times its own matmul: the newest calibration of every backend.
+            "calibration_by_backend": {str(run.machine.get("backend")): _calibration(run.machine)
+                                       for run in machine_runs},
             "runs": len(machine_runs),
             "newest_run": newest.path.name,
             "newest_datetime": newest.datetime,
         })
     return pd.DataFrame(rows, columns=[
         "machine_id", "cpu_model", "cpu_cores", "gpus", "memory_bytes", "backend",
-        "tensorflow", "keras", "cuda", "calibration_gflops", "runs", "newest_run",
-        "newest_datetime"])
+        "tensorflow", "keras", "cuda", "calibration_gflops", "calibration_by_backend", "runs",
+        "newest_run", "newest_datetime"])
 
 
 def load_results(paths: Iterable[str | Path], log: WarningLog) -> ResultSet:

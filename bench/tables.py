@@ -696,6 +696,17 @@ def render_machines_table(machines: pd.DataFrame) -> str:
     rows = []
     for m in machines.to_dict("records"):
         calibration = m.get("calibration_gflops") or {}
+        by_backend = m.get("calibration_by_backend") or {}
+        if len(by_backend) > 1:
+            calibration_text = "; ".join(
+                f"{backend}: " + ", ".join(f"{device} {format_gflops_plain(float(value))}"
+                                           for device, value in sorted(values.items())
+                                           if number(value) is not None)
+                for backend, values in sorted(by_backend.items()))
+        else:
+            calibration_text = ", ".join(f"{device} {format_gflops_plain(float(value))}"
+                                         for device, value in sorted(calibration.items())
+                                         if number(value) is not None) or NO_VALUE
         rows.append([
             str(m["machine_id"]),
             str(m.get("cpu_model") or NO_VALUE),
@@ -705,14 +716,13 @@ def render_machines_table(machines: pd.DataFrame) -> str:
             f"TF {m.get('tensorflow') or NO_VALUE} / Keras {m.get('keras') or NO_VALUE}",
             str(m["runs"]),
             f"{m['newest_run']} ({m['newest_datetime']:%Y-%m-%d %H:%M} UTC)",
-            ", ".join(f"{device} {format_gflops_plain(float(value))}"
-                      for device, value in sorted(calibration.items())
-                      if number(value) is not None) or NO_VALUE,
+            calibration_text,
         ])
     headers = ["machine", "CPU", "cores", "GPUs", "memory", "versions", "runs",
                "newest run", "calibration GFLOP/s"]
-    text = ("Machines: calibration GFLOP/s is each device's measured matmul peak, the "
-            "denominator of the peak shares below.")
+    text = ("Machines: calibration GFLOP/s is each device's measured float32 matmul rate, "
+            "the denominator of the peak shares below; each framework times its own matmul, "
+            "so a machine run under several backends lists each one's figure.")
     return _with_caption(text, markdown_table(headers, rows, ["l", "l", "r", "l", "r", "l",
                                                               "r", "l", "l"]))
 

@@ -574,3 +574,21 @@ def test_reference_table_puts_each_reference_beside_the_compiled_step():
     assert "keras-fit" in lines[0] and "3.00×" in lines[0] and "0.250 s" in lines[0]
     assert "tutorial-eager" in lines[1] and "40.0×" in lines[1]
     assert render_reference_table(frame[frame["suite"] == "train"], all_runs=False) is None
+
+
+def test_machines_table_lists_each_backends_calibration(tmp_path, capsys):
+    """Each framework times its own matmul: a machine run under two backends shows both."""
+    for index, (backend, gflops) in enumerate((("tensorflow", 450.0), ("jax", 290.0))):
+        bench = make_fixtures.make_benchmark(
+            extra(AMD, f"mlp-cpu-b128-fp32-xla-{backend}", backend=backend,
+                  samples_per_second=1000.0), [1.0, 1.01, 0.99])
+        path = write_run(tmp_path / "in", AMD, f"2026-11-27T0{7 + index}:00:00+00:00", [bench],
+                         name=f"000{index + 1}_run.json")
+        document = json.loads(path.read_text())
+        document["machine_info"]["fashion_bench"]["backend"] = backend
+        document["machine_info"]["fashion_bench"]["calibration_gflops"] = {"cpu": gflops}
+        path.write_text(json.dumps(document))
+    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--no-plots")
+    assert code == 0, err
+    [row] = [line for line in out.splitlines() if line.startswith(f"| {AMD} ")]
+    assert "jax: cpu 290; tensorflow: cpu 450" in row
