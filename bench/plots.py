@@ -147,8 +147,10 @@ def _speedup_figure(figure_class, frame: pd.DataFrame):
                 r = match.iloc[0]
                 xs.append(j + (i - (len(comparisons) - 1) / 2) * width)
                 heights.append(r["speedup"])
-                below.append(r["speedup"] - r["low"])
-                above.append(r["high"] - r["speedup"])
+                # The geometric mean of one ratio can land a rounding error outside
+                # [low, high]; matplotlib refuses negative error bars.
+                below.append(max(0.0, r["speedup"] - r["low"]))
+                above.append(max(0.0, r["high"] - r["speedup"]))
             axes.bar(xs, heights, width=width, label=comparison, yerr=[below, above],
                      capsize=3, color=f"C{i}")
         axes.axhline(1.0, color="black", linewidth=0.8)

@@ -592,3 +592,15 @@ def test_machines_table_lists_each_backends_calibration(tmp_path, capsys):
     assert code == 0, err
     [row] = [line for line in out.splitlines() if line.startswith(f"| {AMD} ")]
     assert "jax: cpu 290; tensorflow: cpu 450" in row
+
+
+def test_speedup_plot_survives_a_single_pair_rounding_below_its_range(tmp_path, capsys):
+    """One pair whose geometric mean rounds below the ratio itself: the plot still draws."""
+    benchmarks = [make_fixtures.make_benchmark(
+        extra(AMD, f"mlp-cpu-b128-{precision}-xla", precision=precision,
+              samples_per_second=rate), [1.0, 1.01, 0.99])
+        for precision, rate in (("fp32", 137.0), ("bf16", 1.0))]  # ratio 1/137
+    write_run(tmp_path / "in", AMD, "2026-11-27T07:00:00+00:00", benchmarks)
+    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert (tmp_path / "out" / "speedup_precision_xla.png").read_bytes()[:4] == b"\x89PNG"
