@@ -34,6 +34,7 @@ from fashion_core.backends.base import (  # noqa: E402
     StepStats,
     cpu_model,
     make_optimizer,
+    per_sample_losses,
     precision_policy,
 )
 from fashion_core.config import ConfigError, TrainConfig  # noqa: E402
@@ -128,7 +129,7 @@ class DistributedTrainer(BaseTrainer):
         variables = self._model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self._model(x, training=True)
-            ce, mse = tfb.per_sample_losses(logits, labels)
+            ce, mse = per_sample_losses(logits, labels)
             # Keras's optimizer sums gradients over replicas: divide by the global batch.
             loss = tf.reduce_sum(ce) / self.global_batch
             scaled = (self.optimizer.scale_loss(loss)

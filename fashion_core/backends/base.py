@@ -25,7 +25,7 @@ import numpy as np
 
 from fashion_core import models
 from fashion_core.config import TrainConfig
-from fashion_core.data import Dataset
+from fashion_core.data import NUM_CLASSES, Dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +77,19 @@ def set_random_seed(seed: int) -> None:
         keras.utils.set_random_seed(seed)
     finally:
         lazy_tf._available = saved
+
+
+def per_sample_losses(logits, labels):
+    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
+
+    Written once in ``keras.ops``, so every backend's compiled step traces the same loss;
+    both are computed in float32 whatever the compute precision.
+    """
+    ops = keras.ops
+    logits = ops.cast(logits, "float32")
+    ce = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    mse = ops.mean(ops.square(ops.one_hot(labels, NUM_CLASSES) - logits), axis=-1)
+    return ce, mse
 
 
 def cpu_model() -> str:

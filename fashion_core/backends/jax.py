@@ -44,11 +44,12 @@ from fashion_core.backends.base import (
     cpu_model,
     cudnn_text,
     make_optimizer,
+    per_sample_losses,
     precision_policy,
     set_random_seed,
 )
 from fashion_core.config import TrainConfig
-from fashion_core.data import NUM_CLASSES, Dataset
+from fashion_core.data import Dataset
 
 NAME = "jax"
 
@@ -103,18 +104,6 @@ def jax_device(name: str):
     if name == "cpu":
         return jax.devices("cpu")[0]
     return _gpus()[int(name.split(":")[1])]
-
-
-def per_sample_losses(logits, labels):
-    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
-
-    Both are computed in float32 whatever the compute precision.
-    """
-    logits = logits.astype(jnp.float32)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    ce = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-    mse = jnp.mean(jnp.square(jax.nn.one_hot(labels, NUM_CLASSES) - logits), axis=-1)
-    return ce, mse
 
 
 class Trainer(BaseTrainer):

@@ -23,15 +23,16 @@ import tensorflow as tf  # noqa: E402
 
 from fashion_core import models  # noqa: E402
 from fashion_core.backends import DeviceInfo, resolve_device  # noqa: E402
-from fashion_core.backends.base import (  # noqa: E402
+from fashion_core.backends.base import (
     BaseTrainer,
     StepStats,
     cpu_model,
     make_optimizer,
+    per_sample_losses,  # noqa: E402
     precision_policy,
 )
 from fashion_core.config import TrainConfig  # noqa: E402
-from fashion_core.data import NUM_CLASSES, Dataset  # noqa: E402
+from fashion_core.data import Dataset  # noqa: E402
 
 NAME = "tensorflow"
 
@@ -59,17 +60,6 @@ def list_devices() -> list[DeviceInfo]:
 def tf_device_name(name: str) -> str:
     """'cpu' -> '/CPU:0', 'gpu:1' -> '/GPU:1'."""
     return "/CPU:0" if name == "cpu" else "/GPU:" + name.split(":")[1]
-
-
-def per_sample_losses(logits, labels):
-    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
-
-    Both are computed in float32 whatever the compute precision.
-    """
-    logits = tf.cast(logits, tf.float32)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    mse = tf.reduce_mean(tf.square(tf.one_hot(labels, NUM_CLASSES) - logits), axis=-1)
-    return ce, mse
 
 
 class Trainer(BaseTrainer):

@@ -35,7 +35,6 @@ import time
 import keras
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fashion_core import models
 from fashion_core.backends import DeviceInfo, resolve_device
@@ -45,11 +44,12 @@ from fashion_core.backends.base import (
     cpu_model,
     cudnn_text,
     make_optimizer,
+    per_sample_losses,
     precision_policy,
     set_random_seed,
 )
 from fashion_core.config import TrainConfig
-from fashion_core.data import NUM_CLASSES, Dataset
+from fashion_core.data import Dataset
 
 NAME = "torch"
 
@@ -77,17 +77,6 @@ def list_devices() -> list[DeviceInfo]:
 def torch_device(name: str) -> torch.device:
     """'cpu' -> cpu, 'gpu:1' -> cuda:1."""
     return torch.device("cpu" if name == "cpu" else "cuda:" + name.split(":")[1])
-
-
-def per_sample_losses(logits, labels):
-    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
-
-    Both are computed in float32 whatever the compute precision.
-    """
-    logits = logits.float()
-    ce = F.cross_entropy(logits, labels, reduction="none")
-    mse = torch.mean(torch.square(F.one_hot(labels, NUM_CLASSES).float() - logits), dim=-1)
-    return ce, mse
 
 
 class Trainer(BaseTrainer):
