@@ -92,6 +92,27 @@ def per_sample_losses(logits, labels):
     return ce, mse
 
 
+def calibration_size(device: str) -> int:
+    """Matrix size of the calibration matmul: 2048 on a CPU (17 GFLOP a product), 8192
+    on a GPU (1.1 TFLOP), large enough to reach the device's matmul peak."""
+    return 2048 if device == "cpu" else 8192
+
+
+def best_matmul_gflops(product, size: int, repeats: int = 10) -> float:
+    """GFLOP/s of the fastest of ``repeats`` calls of ``product``, after one warm-up call.
+
+    ``product()`` multiplies two size x size float32 matrices and reads a value of the
+    result back to the host, so each timed call waits for the device.
+    """
+    product()  # trace, compile and warm up
+    best = float("inf")
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        product()
+        best = min(best, time.perf_counter() - begin)
+    return 2 * size**3 / best / 1e9
+
+
 def cpu_model() -> str:
     """The CPU's marketing name, from /proc/cpuinfo where there is one."""
     try:

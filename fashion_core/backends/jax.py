@@ -29,7 +29,6 @@ TensorFlow: the whole CNN step compiled by XLA:CPU took about 310 s an epoch at 
 from __future__ import annotations
 
 import contextlib
-import time
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +40,8 @@ from fashion_core.backends import DeviceInfo, resolve_device
 from fashion_core.backends.base import (
     BaseTrainer,
     StepStats,
+    best_matmul_gflops,
+    calibration_size,
     cpu_model,
     cudnn_text,
     make_optimizer,
@@ -286,18 +287,11 @@ def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> fl
     """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
 
     At JAX's default precision, the one the models run at (TF32 on NVIDIA GPUs since
-    Ampere, as in TensorFlow). Size defaults to 2048 on a CPU (17 GFLOP a product) and
-    8192 on a GPU (1.1 TFLOP).
+    Ampere, as in TensorFlow); size as :func:`calibration_size` gives.
     """
-    size = size or (2048 if device == "cpu" else 8192)
+    size = size or calibration_size(device)
     target = jax_device(device)
     a = jax.device_put(jax.random.normal(jax.random.key(1), (size, size), jnp.float32), target)
     b = jax.device_put(jax.random.normal(jax.random.key(2), (size, size), jnp.float32), target)
     product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y)))
-    float(product(a, b))  # compile and warm up
-    best = float("inf")
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        float(product(a, b))  # the read-back waits for the device
-        best = min(best, time.perf_counter() - begin)
-    return 2 * size**3 / best / 1e9
+    return best_matmul_gflops(lambda: float(product(a, b)), size, repeats)

@@ -23,12 +23,14 @@ import tensorflow as tf  # noqa: E402
 
 from fashion_core import models  # noqa: E402
 from fashion_core.backends import DeviceInfo, resolve_device  # noqa: E402
-from fashion_core.backends.base import (
+from fashion_core.backends.base import (  # noqa: E402
     BaseTrainer,
     StepStats,
+    best_matmul_gflops,
+    calibration_size,
     cpu_model,
     make_optimizer,
-    per_sample_losses,  # noqa: E402
+    per_sample_losses,
     precision_policy,
 )
 from fashion_core.config import TrainConfig  # noqa: E402
@@ -187,20 +189,12 @@ class Trainer(BaseTrainer):
 def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
     """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
 
-    The calibration figure the benchmarks divide by ("share of measured peak"). Size
-    defaults to 2048 on a CPU (17 GFLOP a product) and 8192 on a GPU (1.1 TFLOP).
+    The calibration figure the benchmarks divide by ("share of measured peak"); size
+    as :func:`calibration_size` gives.
     """
-    import time
-
-    size = size or (2048 if device == "cpu" else 8192)
+    size = size or calibration_size(device)
     with tf.device(tf_device_name(device)):
         a = tf.random.stateless_normal([size, size], seed=[1, 2])
         b = tf.random.stateless_normal([size, size], seed=[3, 4])
         product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-        float(product(a, b))  # trace and warm up
-        best = float("inf")
-        for _ in range(repeats):
-            begin = time.perf_counter()
-            float(product(a, b))  # the read-back waits for the device
-            best = min(best, time.perf_counter() - begin)
-    return 2 * size**3 / best / 1e9
+        return best_matmul_gflops(lambda: float(product(a, b)), size, repeats)

@@ -41,6 +41,8 @@ from fashion_core.backends import DeviceInfo, resolve_device
 from fashion_core.backends.base import (
     BaseTrainer,
     StepStats,
+    best_matmul_gflops,
+    calibration_size,
     cpu_model,
     cudnn_text,
     make_optimizer,
@@ -224,19 +226,12 @@ def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> fl
     """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
 
     At torch's default precision, the one the models run at (true float32: torch does
-    not use TF32 for matmuls unless asked). Size defaults to 2048 on a CPU (17 GFLOP a
-    product) and 8192 on a GPU (1.1 TFLOP).
+    not use TF32 for matmuls unless asked); size as :func:`calibration_size` gives.
     """
-    size = size or (2048 if device == "cpu" else 8192)
+    size = size or calibration_size(device)
     target = torch_device(device)
     generator = torch.Generator(device=target).manual_seed(1)
     a = torch.randn(size, size, device=target, generator=generator)
     b = torch.randn(size, size, device=target, generator=generator)
     with torch.no_grad():
-        float(torch.sum(a @ b))  # warm up
-        best = float("inf")
-        for _ in range(repeats):
-            begin = time.perf_counter()
-            float(torch.sum(a @ b))  # the read-back waits for the device
-            best = min(best, time.perf_counter() - begin)
-    return 2 * size**3 / best / 1e9
+        return best_matmul_gflops(lambda: float(torch.sum(a @ b)), size, repeats)
