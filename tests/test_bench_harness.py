@@ -161,3 +161,26 @@ def test_a_failing_case_is_recorded_and_the_rest_goes_on(tmp_path):
     assert failure["error"].startswith("MemoryError: OOM when allocating")
     names = [b["name"] for b in run["benchmarks"]]
     assert names == ["test_other"]  # the failed case's timing is not reported as a result
+
+
+def test_calibration_takes_the_fastest_size_within_its_budget(monkeypatch):
+    """A fake clock: size 2 runs at 4 GFLOP/s, size 4 at 16; the figure is the best."""
+    from fashion_core.backends import base
+
+    clock = {"now": 0.0}
+    calls = []
+    rates = {2: 4e9, 4: 16e9}
+
+    def make_product(size):
+        def product():
+            calls.append(size)
+            clock["now"] += 2 * size**3 / rates[size]
+        return product
+
+    monkeypatch.setattr(base.time, "perf_counter", lambda: clock["now"])
+    assert base.best_matmul_gflops(make_product, (2, 4), repeats=3) == pytest.approx(16.0)
+    assert calls == [2] * 4 + [4] * 4  # a warm-up, then three timed calls each
+    calls.clear()
+    base.best_matmul_gflops(make_product, (4,), repeats=10, budget_seconds=0.0)
+    assert calls == [4] * 3  # past its budget: a warm-up and the minimum of two
+    assert base.calibration_sizes("cpu") == (1024, 2048, 4096)

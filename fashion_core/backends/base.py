@@ -92,25 +92,37 @@ def per_sample_losses(logits, labels):
     return ce, mse
 
 
-def calibration_size(device: str) -> int:
-    """Matrix size of the calibration matmul: 2048 on a CPU (17 GFLOP a product), 8192
-    on a GPU (1.1 TFLOP), large enough to reach the device's matmul peak."""
-    return 2048 if device == "cpu" else 8192
+def calibration_sizes(device: str) -> tuple[int, ...]:
+    """Matrix sizes the calibration matmul tries: the fastest one sets the figure.
 
-
-def best_matmul_gflops(product, size: int, repeats: int = 10) -> float:
-    """GFLOP/s of the fastest of ``repeats`` calls of ``product``, after one warm-up call.
-
-    ``product()`` multiplies two size x size float32 matrices and reads a value of the
-    result back to the host, so each timed call waits for the device.
+    Frameworks peak at different sizes (on a 2-core AVX-512 CPU, TensorFlow's matmul
+    rose from 370 GFLOP/s at 1024 to 478 at 4096 while JAX's fell from 375 to 91), so
+    one fixed size would understate some of them.
     """
-    product()  # trace, compile and warm up
-    best = float("inf")
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        product()
-        best = min(best, time.perf_counter() - begin)
-    return 2 * size**3 / best / 1e9
+    return (1024, 2048, 4096) if device == "cpu" else (4096, 8192)
+
+
+def best_matmul_gflops(make_product, sizes, repeats: int = 10,
+                       budget_seconds: float = 2.0) -> float:
+    """The device's float32 matmul rate in GFLOP/s: the fastest timed product of all sizes.
+
+    ``make_product(size)`` returns a callable that multiplies two size x size float32
+    matrices and reads a value of the result back to the host, so each timed call waits
+    for the device. Each size gets one warm-up call, then up to ``repeats`` timed calls,
+    fewer where they would take more than ``budget_seconds`` (at least two).
+    """
+    best_rate = 0.0
+    for size in sizes:
+        product = make_product(size)
+        product()  # trace, compile and warm up
+        spent, calls = 0.0, 0
+        while calls < repeats and (calls < 2 or spent < budget_seconds):
+            begin = time.perf_counter()
+            product()
+            elapsed = time.perf_counter() - begin
+            spent, calls = spent + elapsed, calls + 1
+            best_rate = max(best_rate, 2 * size**3 / elapsed / 1e9)
+    return best_rate
 
 
 def cpu_model() -> str:

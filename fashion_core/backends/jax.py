@@ -41,7 +41,7 @@ from fashion_core.backends.base import (
     BaseTrainer,
     StepStats,
     best_matmul_gflops,
-    calibration_size,
+    calibration_sizes,
     cpu_model,
     cudnn_text,
     make_optimizer,
@@ -284,14 +284,18 @@ class Trainer(BaseTrainer):
 
 
 def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
-    """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
+    """The device's float32 matmul rate in GFLOP/s (see :func:`best_matmul_gflops`).
 
     At JAX's default precision, the one the models run at (TF32 on NVIDIA GPUs since
-    Ampere, as in TensorFlow); size as :func:`calibration_size` gives.
+    Ampere, as in TensorFlow); sizes as :func:`calibration_sizes` gives, or ``size``.
     """
-    size = size or calibration_size(device)
     target = jax_device(device)
-    a = jax.device_put(jax.random.normal(jax.random.key(1), (size, size), jnp.float32), target)
-    b = jax.device_put(jax.random.normal(jax.random.key(2), (size, size), jnp.float32), target)
     product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y)))
-    return best_matmul_gflops(lambda: float(product(a, b)), size, repeats)
+
+    def make_product(n: int):
+        a = jax.device_put(jax.random.normal(jax.random.key(1), (n, n), jnp.float32), target)
+        b = jax.device_put(jax.random.normal(jax.random.key(2), (n, n), jnp.float32), target)
+        return lambda: float(product(a, b))
+
+    return best_matmul_gflops(make_product, (size,) if size else calibration_sizes(device),
+                              repeats)

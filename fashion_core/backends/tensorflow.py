@@ -27,7 +27,7 @@ from fashion_core.backends.base import (  # noqa: E402
     BaseTrainer,
     StepStats,
     best_matmul_gflops,
-    calibration_size,
+    calibration_sizes,
     cpu_model,
     make_optimizer,
     per_sample_losses,
@@ -187,14 +187,22 @@ class Trainer(BaseTrainer):
 
 
 def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
-    """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
+    """The device's float32 matmul rate in GFLOP/s (see :func:`best_matmul_gflops`).
 
-    The calibration figure the benchmarks divide by ("share of measured peak"); size
-    as :func:`calibration_size` gives.
+    The calibration figure the benchmarks divide by ("share of measured peak"); sizes
+    as :func:`calibration_sizes` gives, or ``size`` alone.
     """
-    size = size or calibration_size(device)
-    with tf.device(tf_device_name(device)):
-        a = tf.random.stateless_normal([size, size], seed=[1, 2])
-        b = tf.random.stateless_normal([size, size], seed=[3, 4])
+    def make_product(n: int):
+        with tf.device(tf_device_name(device)):
+            a = tf.random.stateless_normal([n, n], seed=[1, 2])
+            b = tf.random.stateless_normal([n, n], seed=[3, 4])
         product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-        return best_matmul_gflops(lambda: float(product(a, b)), size, repeats)
+
+        def run() -> float:
+            with tf.device(tf_device_name(device)):
+                return float(product(a, b))
+
+        return run
+
+    return best_matmul_gflops(make_product, (size,) if size else calibration_sizes(device),
+                              repeats)

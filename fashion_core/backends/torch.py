@@ -42,7 +42,7 @@ from fashion_core.backends.base import (
     BaseTrainer,
     StepStats,
     best_matmul_gflops,
-    calibration_size,
+    calibration_sizes,
     cpu_model,
     cudnn_text,
     make_optimizer,
@@ -223,15 +223,24 @@ class Trainer(BaseTrainer):
 
 
 def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
-    """The device's float32 matmul rate in GFLOP/s: best of ``repeats`` timed products.
+    """The device's float32 matmul rate in GFLOP/s (see :func:`best_matmul_gflops`).
 
     At torch's default precision, the one the models run at (true float32: torch does
-    not use TF32 for matmuls unless asked); size as :func:`calibration_size` gives.
+    not use TF32 for matmuls unless asked); sizes as :func:`calibration_sizes` gives, or
+    ``size`` alone.
     """
-    size = size or calibration_size(device)
     target = torch_device(device)
-    generator = torch.Generator(device=target).manual_seed(1)
-    a = torch.randn(size, size, device=target, generator=generator)
-    b = torch.randn(size, size, device=target, generator=generator)
-    with torch.no_grad():
-        return best_matmul_gflops(lambda: float(torch.sum(a @ b)), size, repeats)
+
+    def make_product(n: int):
+        generator = torch.Generator(device=target).manual_seed(1)
+        a = torch.randn(n, n, device=target, generator=generator)
+        b = torch.randn(n, n, device=target, generator=generator)
+
+        def run() -> float:
+            with torch.no_grad():
+                return float(torch.sum(a @ b))
+
+        return run
+
+    return best_matmul_gflops(make_product, (size,) if size else calibration_sizes(device),
+                              repeats)
