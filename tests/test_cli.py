@@ -90,3 +90,36 @@ def test_help_explains_every_option():
     for option in ("--model", "--epochs", "--batch-size", "--precision", "--device",
                    "--jit", "--no-jit", "--seed", "--json", "--data-dir", "--no-verify"):
         assert option in proc.stdout
+
+
+class _Terminal:
+    """A stream that says it is a terminal, collecting what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bar_draws_on_a_terminal_only():
+    from fashion_core.progress import ProgressBar
+
+    terminal = _Terminal()
+    bar = ProgressBar(epochs=3, stream=terminal, width=10)
+    bar(2, 0, 469)
+    bar(2, 235, 469)
+    assert "\repoch 2/3 [#####-----] 235/469 steps" in terminal.text
+    bar.clear()
+    assert terminal.text.endswith("\r")
+    import io
+
+    quiet = io.StringIO()  # not a terminal: nothing is drawn
+    ProgressBar(epochs=1, stream=quiet)(1, 5, 10)
+    assert quiet.getvalue() == ""
