@@ -95,6 +95,8 @@ def make_strategy(kind: str, replicas: int | None = None) -> tf.distribute.Strat
 class DistributedTrainer(BaseTrainer):
     """The Trainer interface (see :mod:`fashion_core.backends.base`) over a strategy."""
 
+    backend = tfb.NAME
+
     def __init__(self, config: TrainConfig, dataset: Dataset,
                  strategy: tf.distribute.Strategy, strategy_name: str = "mirrored") -> None:
         super().__init__(config, dataset)

@@ -140,8 +140,7 @@ def train(config: TrainConfig, dataset: Dataset, *, trainer=None, chunks: int = 
             reached_at = time.perf_counter() - start
             if stop_at_target:
                 break
-    module = type(trainer).__module__.rsplit(".", 1)[-1]
-    return TrainResult(config, module, trainer.device.name, trainer.device.model,
+    return TrainResult(config, trainer.backend, trainer.device.name, trainer.device.model,
                        trainer.jit, dataset.source, compile_seconds, epochs,
                        time.perf_counter() - start, reached_at,
                        strategy=getattr(trainer, "strategy_name", None),

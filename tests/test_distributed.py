@@ -65,6 +65,7 @@ def test_mirrored_two_logical_cpus_matches_single_device(tmp_path, even, single_
     assert proc.returncode == 0, stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["strategy"] == "mirrored" and record["replicas"] == 2
+    assert record["backend"] == "tensorflow"
     assert record["global_batch"] == GLOBAL_BATCH and record["samples_per_epoch"] == 256
     losses = [e["loss"] for e in record["epochs"]]
     assert losses == pytest.approx(single_device_losses, rel=TOLERANCE)

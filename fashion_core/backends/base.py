@@ -157,6 +157,8 @@ def cpu_count() -> int:
 class BaseTrainer:
     """Shared state and helpers; see the module docstring for what subclasses add."""
 
+    backend = ""  # the Keras backend the subclass runs on: "tensorflow", "jax", "torch"
+
     def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
         self.config = config
         self.dataset = dataset

@@ -110,6 +110,8 @@ def jax_device(name: str):
 class Trainer(BaseTrainer):
     """A model, its optimizer state and the dataset, all on one JAX device."""
 
+    backend = NAME
+
     def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
         super().__init__(config, dataset)
         self.device = resolve_device(config.device, list_devices())

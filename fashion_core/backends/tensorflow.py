@@ -67,6 +67,8 @@ def tf_device_name(name: str) -> str:
 class Trainer(BaseTrainer):
     """A model, its optimizer and the dataset, all on one TensorFlow device."""
 
+    backend = NAME
+
     def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
         super().__init__(config, dataset)
         self.device = resolve_device(config.device, list_devices())

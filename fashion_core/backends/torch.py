@@ -84,6 +84,8 @@ def torch_device(name: str) -> torch.device:
 class Trainer(BaseTrainer):
     """A model, its optimizer and the dataset, all on one torch device."""
 
+    backend = NAME
+
     def __init__(self, config: TrainConfig, dataset: Dataset) -> None:
         super().__init__(config, dataset)
         self.device = resolve_device(config.device, list_devices())
