@@ -1,44 +1,18 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes of the report's outputs; result JSON files are never written here."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from fashion_core.files import write_atomic as _write_atomic
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it.
+    """Write ``data`` atomically (see :func:`fashion_core.files.write_atomic`).
 
-    The temporary file lives in the same folder so the rename stays on one file
-    system (and is atomic there). Result files are never written: ``.json`` paths
-    are refused.
+    Result files are never written: ``.json`` paths are refused.
     """
     path = Path(path)
     if path.suffix == ".json":
         raise ValueError(f"refusing to write {path}: result JSON files are read-only here")
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file 0600; give it the mode a plain open() would.
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    _write_atomic(path, data)

@@ -10,10 +10,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from fashion_core.config import PRECISIONS, TrainConfig
+from fashion_core.files import write_atomic
 
 EPILOG_TRAIN = """\
 examples:
@@ -107,21 +107,6 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
                         help="if no local copy exists, let Keras download the dataset")
 
 
-def write_json_atomic(path: str | os.PathLike, record: dict) -> None:
-    """Write JSON to ``path`` through a temporary file, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_data(args):
     from fashion_core import data
 
@@ -174,7 +159,8 @@ def cmd_train(args) -> int:
           f"({trainer.samples_per_epoch / steady:,.0f} samples/s); "
           f"wall {result.wall_seconds:.1f} s")
     if args.json:
-        write_json_atomic(Path(args.json).expanduser(), result.as_record())
+        write_atomic(Path(args.json).expanduser(),
+                     json.dumps(result.as_record(), indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
