@@ -23,6 +23,11 @@ MATRICES = ("quick", "full", "tiny")
 
 # Time-to-accuracy targets (MLPerf-style quality bars) and epoch caps.
 TTA_TARGETS = {"mlp": (0.88, 20), "cnn": (0.91, 15)}
+# Inference and latency time a trained model, and its timed predictions must be at least
+# this accurate on the test set (the MLP passes 0.80 after one epoch, the CNN 0.85).
+MIN_ACCURACY = {"mlp": 0.80, "cnn": 0.85}
+# The dtype a precision computes its matmuls in: the calibration a row is divided by.
+COMPUTE_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +88,18 @@ class Case:
     def policy(self) -> str:
         """The Keras dtype policy name of the precision."""
         return POLICY[self.precision]
+
+    @property
+    def compute_dtype(self) -> str:
+        """float32, bfloat16 or float16: the dtype the case's matmuls run in."""
+        return COMPUTE_DTYPE[self.precision]
+
+    @property
+    def compiles(self) -> bool:
+        """Whether the train step is compiled at all: TensorFlow always traces a graph
+        (``tf.function``, XLA on or off); JAX and torch compile only with ``xla``
+        (``jax.jit``, ``torch.compile``), and otherwise run op by op."""
+        return self.backend == "tensorflow" or self.xla
 
     @property
     def target(self) -> tuple[float, int]:

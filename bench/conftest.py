@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import collections
 import os
+import subprocess
+import sys
+import tempfile
+import time
 import traceback
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
+import fashion_core  # noqa: F401 - picks the Keras backend when KERAS_BACKEND is unset
 from bench import cases as matrix
 from bench import machine
+from bench.journal import STATUS_COMPLETE, STATUS_INTERRUPTED, Journal, recover_orphans
+from bench.lock import MachineLock
+from bench.measure import wait_for_quiet
 from bench.results import save_run
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+# Set by ``--bench-repeat N`` for each of the N runs it starts (see pytest_cmdline_main).
+RUN_GROUP_ENV = "FASHION_BENCH_RUN_GROUP"
+REPEAT_ENV = "FASHION_BENCH_REPEAT"
 
 
 def pytest_addoption(parser):
@@ -44,18 +56,70 @@ def pytest_addoption(parser):
                     help="do not write a result file")
     group.addoption("--bench-data", default=None, metavar="DIR|synthetic",
                     help="Fashion-MNIST folder (default: the usual look-up), or 'synthetic' "
-                         "for random data of the same shape (harness tests only)")
+                         "for random data of the same shape (harness tests only; its "
+                         "results go to DIR/synthetic/, which the report leaves out)")
+    group.addoption("--bench-repeat", type=_positive_int, default=1, metavar="N",
+                    help="make N runs, one after another, each its own pytest process and "
+                         "result file, grouped by a shared run_group id: the gate compares "
+                         "runs, and needs several a side to tell a change from noise "
+                         "(default: 1)")
+    group.addoption("--bench-max-contention", type=_fraction, default=0.10, metavar="SHARE",
+                    help="mark a row 'contended' when other processes took more than this "
+                         "share of the usable cores during a timed round, e.g. 10%% or 0.1 "
+                         "(default: 10%%); the report marks such rows and the gate leaves "
+                         "them out")
+    group.addoption("--bench-quiet-wait", type=_seconds, default=60.0, metavar="SECONDS",
+                    help="before timing, wait up to this long for other processes to go "
+                         "quiet (default: 60; 0 = do not wait)")
+    group.addoption("--bench-lock-timeout", type=_seconds, default=600.0, metavar="SECONDS",
+                    help="wait up to this long for another bench session on this machine "
+                         "to finish, then refuse (default: 600)")
+    group.addoption("--bench-allow-concurrent", action="store_true",
+                    help="run even while another bench session holds this machine's lock; "
+                         "the rows are marked 'concurrent' (their times are not the "
+                         "machine's own)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+def _fraction(text: str) -> float:
+    raw = text.strip()
+    value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
 
 
 class BenchState:
-    """Per-session state: failures to record, calibrations, trainers built."""
+    """Per-session state: failures, calibrations, the journal, the machine lock."""
 
     def __init__(self) -> None:
         self.failures: list[dict] = []
-        self.calibration: dict[str, float] = {}
-        self.calibration_rounds: dict[str, list[float]] = {}
+        # calibration[device][dtype] = GFLOP/s (None: that dtype could not be timed there)
+        self.calibration: dict[str, dict[str, float | None]] = {}
+        self.calibration_rounds: dict[str, dict[str, list[float]]] = {}
         self.saved: Path | None = None
+        self.max_contention = 0.10
+        self.concurrent = False  # another bench session held the lock when this one began
+        self.journal: Journal | None = None
+        self.journaled: set[int] = set()  # ids of benchmark entries already journaled
+        self.lock: MachineLock | None = None
+        self.data_source = "fashion-mnist"
+        self.notes: list[str] = []  # said in the terminal summary
         self._backend = None
+        self._meters: dict = {}
 
     @property
     def backend(self):
@@ -68,34 +132,66 @@ class BenchState:
     def device_names(self) -> list[str]:
         return [d.name for d in self.backend.list_devices()]
 
-    def gflops(self, device: str) -> float:
-        """The device's calibrated float32 matmul GFLOP/s, measured at its first use."""
-        if device not in self.calibration:
-            self.calibration[device] = round(self.backend.matmul_gflops(device), 2)
-            self.calibration_rounds[device] = [self.calibration[device]]
-        return self.calibration[device]
+    def _measure(self, device: str, dtype: str) -> float | None:
+        try:
+            rate = self.backend.matmul_gflops(device, dtype=dtype)
+        except Exception as error:  # a dtype the device or framework cannot multiply in
+            self.notes.append(f"calibration of {device} in {dtype} failed: "
+                              f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            return None
+        return round(rate, 2) if rate else None
+
+    def gflops(self, device: str, dtype: str = "float32") -> float | None:
+        """The device's calibrated matmul GFLOP/s in ``dtype``, measured at its first use.
+
+        The denominator of every "share of peak" of a row computing in that dtype.
+        """
+        rates = self.calibration.setdefault(device, {})
+        if dtype not in rates:
+            rates[dtype] = self._measure(device, dtype)
+            self.calibration_rounds.setdefault(device, {})[dtype] = (
+                [rates[dtype]] if rates[dtype] else [])
+            if self.journal and rates[dtype]:
+                self.journal.add_calibration(device, dtype, rates[dtype])
+        return rates[dtype]
 
     def recalibrate(self) -> None:
-        """Measure every calibrated device once more at the end of the session.
+        """Measure every calibrated (device, dtype) once more at the end of the session.
 
         A machine busy with other work at either moment reads low, so the higher of
         the two is the session's figure; both are kept (``calibration_rounds``) so a
         reader can see how far apart they were. Call :meth:`rescale_peak_fractions`
         afterwards so every row divides by the final figure.
         """
-        for device in list(self.calibration):
-            if len(self.calibration_rounds[device]) == 1:
-                again = round(self.backend.matmul_gflops(device), 2)
-                self.calibration_rounds[device].append(again)
-                self.calibration[device] = max(self.calibration_rounds[device])
+        for device, rates in self.calibration.items():
+            for dtype, rate in rates.items():
+                rounds = self.calibration_rounds[device][dtype]
+                if rate and len(rounds) == 1:
+                    again = self._measure(device, dtype)
+                    if again:
+                        rounds.append(again)
+                        rates[dtype] = max(rounds)
 
     def rescale_peak_fractions(self, benchmarks) -> None:
-        """Recompute each row's ``peak_fraction`` against the final calibration."""
+        """Recompute each row's share of peak against the final calibration of its dtype."""
         for bench in benchmarks:
             info = bench.extra_info
-            device = info.get("device")
-            if info.get("gflops") is not None and device in self.calibration:
-                info["peak_fraction"] = info["gflops"] / self.calibration[device]
+            peak = self.calibration.get(info.get("device"), {}).get(info.get("compute_dtype"))
+            if info.get("gflops") is not None and peak:
+                info["peak_gflops"] = peak
+                info["peak_fraction"] = info["gflops"] / peak
+
+    def calibration_by_dtype(self) -> dict[str, dict[str, float]]:
+        return {device: {dtype: rate for dtype, rate in rates.items() if rate}
+                for device, rates in self.calibration.items()}
+
+    def energy_meter(self, device: str):
+        """The energy meter of ``device`` (one per device a session)."""
+        if device not in self._meters:
+            from bench.energy import EnergyMeter
+
+            self._meters[device] = EnergyMeter.for_device(device)
+        return self._meters[device]
 
 
 def _tf_config() -> dict | None:
@@ -110,21 +206,178 @@ def _tf_config() -> dict | None:
         raise pytest.UsageError(f"TF_CONFIG is not valid JSON: {e}") from None
 
 
+def pytest_cmdline_main(config):
+    """``--bench-repeat N``: run the whole session N times, each in its own process.
+
+    The run (one process) is the unit of evidence: runs of unchanged code differ far more
+    than the rounds inside one run. Each repeat is a plain pytest process with the same
+    arguments, writing its own result file; the runs share a ``run_group`` id.
+    """
+    repeat = getattr(config.option, "bench_repeat", 1)
+    if repeat <= 1 or os.environ.get(REPEAT_ENV):
+        return None
+    args = _without_repeat(list(config.invocation_params.args))
+    group = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    worst = 0
+    for index in range(1, repeat + 1):
+        print(f"fashion-bench: run {index} of {repeat} (run group {group})", flush=True)
+        env = dict(os.environ, **{RUN_GROUP_ENV: group, REPEAT_ENV: f"{index}/{repeat}"})
+        code = subprocess.call([sys.executable, "-m", "pytest", *args],
+                               cwd=config.invocation_params.dir, env=env)
+        if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
+            return code  # Ctrl-C, or an argument no run can accept: stop here
+        worst = worst or code
+    return worst
+
+
+def _without_repeat(args: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--bench-repeat":
+            skip = True
+        elif not arg.startswith("--bench-repeat="):
+            kept.append(arg)
+    return kept
+
+
+def _timing(config) -> bool:
+    """Whether this session times anything (not collect-only, not benchmarks disabled)."""
+    option = config.option
+    return not (option.collectonly or getattr(option, "benchmark_disable", False)
+                or getattr(option, "benchmark_skip", False))
+
+
+def _results_root(config, state: BenchState) -> Path:
+    root = Path(config.getoption("--bench-results"))
+    if not root.is_absolute():
+        root = Path(config.invocation_params.dir) / root
+    return root / "synthetic" if state.data_source == "synthetic" else root
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a file in it, or raise UsageError saying why."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise pytest.UsageError(
+            f"cannot write result files to {folder}: {error.strerror or error}; choose "
+            f"another folder with --bench-results DIR, or --bench-no-save") from None
+
+
 def pytest_configure(config):
-    config._fashion_bench = BenchState()
-    if BACKEND != "tensorflow" or not hasattr(config.option, "bench_matrix"):
+    state = config._fashion_bench = BenchState()
+    if not hasattr(config.option, "bench_matrix"):
         return
-    # Scaling cases on a CPU-only machine need logical CPU devices, which TensorFlow
-    # accepts only before it starts: set up as many as the matrix's largest case uses.
-    cases = matrix.build_matrix(config.option.bench_matrix, ["cpu"], BACKEND)
-    most = max((c.replicas or 1 for c in cases if c.suite == "scaling"), default=1)
-    if most > 1 and _tf_config() is None:
-        import tensorflow as tf
+    state.max_contention = config.getoption("--bench-max-contention")
+    if config.getoption("--bench-data") == "synthetic":
+        state.data_source = "synthetic"
+    if BACKEND == "tensorflow":
+        # Scaling cases on a CPU-only machine need logical CPU devices, which TensorFlow
+        # accepts only before it starts: set up as many as the matrix's largest case uses.
+        cases = matrix.build_matrix(config.option.bench_matrix, ["cpu"], BACKEND)
+        most = max((c.replicas or 1 for c in cases if c.suite == "scaling"), default=1)
+        if most > 1 and _tf_config() is None:
+            import tensorflow as tf
 
-        if not tf.config.list_physical_devices("GPU"):
-            from fashion_core.distributed import ensure_logical_cpus
+            if not tf.config.list_physical_devices("GPU"):
+                from fashion_core.distributed import ensure_logical_cpus
 
-            ensure_logical_cpus(most)
+                ensure_logical_cpus(most)
+    _check_devices(config, state)
+    if not _timing(config):
+        return
+    saving = not config.getoption("--bench-no-save")
+    if saving:
+        root = _results_root(config, state)
+        _check_writable(root)
+        for path in recover_orphans([root], log=state.notes.append):
+            print(f"fashion-bench: published {path} from the journal of a run that died",
+                  flush=True)
+    _take_machine_lock(config, state)
+    wait = config.getoption("--bench-quiet-wait")
+    if wait > 0:
+        seen = wait_for_quiet(state.max_contention, wait,
+                              say=lambda text: print(text, flush=True))
+        if seen > state.max_contention:
+            state.notes.append(f"the machine was busy when timing began (other processes "
+                               f"used {seen:.0%} of the usable cores); contended rows are "
+                               f"marked")
+    if saving:
+        _open_journal(config, state)
+
+
+def _check_devices(config, state: BenchState) -> None:
+    """A device asked for by name must be there: one line, before any case runs."""
+    wanted = matrix.parse_list(config.getoption("--bench-device"))
+    if not wanted:
+        return
+    from fashion_core.backends import DeviceError, parse_device
+
+    present = state.device_names()
+    for name in wanted:
+        try:
+            device = parse_device(name)
+        except DeviceError as error:
+            raise pytest.UsageError(f"--bench-device: {error}") from None
+        if device not in present:
+            raise pytest.UsageError(
+                f"--bench-device: device {name!r} is not there on the {BACKEND} backend; "
+                f"devices found: {', '.join(present)}")
+
+
+def _take_machine_lock(config, state: BenchState) -> None:
+    from bench.lock import LockBusy
+
+    lock = MachineLock()
+    if config.getoption("--bench-allow-concurrent"):
+        if lock.try_acquire():
+            state.lock = lock
+        else:
+            state.concurrent = True
+            state.notes.append(f"ran beside another bench session ({lock.holder()}): "
+                               f"rows are marked 'concurrent'")
+        return
+    try:
+        lock.acquire(config.getoption("--bench-lock-timeout"),
+                     say=lambda text: print(text, flush=True))
+    except LockBusy as error:
+        raise pytest.UsageError(str(error)) from None
+    state.lock = lock
+
+
+def _fashion_bench_info(state: BenchState) -> dict:
+    """The ``machine_info.fashion_bench`` block (also the journal's header)."""
+    state.gflops("cpu")  # always calibrate the CPU, so every file has a reference
+    info = machine.capture(state.backend, {d: r["float32"] for d, r in
+                                           state.calibration_by_dtype().items()
+                                           if "float32" in r})
+    info["calibration_gflops_by_dtype"] = state.calibration_by_dtype()
+    info["calibration_rounds"] = {d: {t: list(v) for t, v in rates.items()}
+                                  for d, rates in state.calibration_rounds.items()}
+    group = os.environ.get(RUN_GROUP_ENV)
+    repeat = os.environ.get(REPEAT_ENV)
+    info.update({"data": state.data_source, "run_group": group,
+                 "repeat": [int(x) for x in repeat.split("/")] if repeat else None,
+                 "max_contention": state.max_contention,
+                 "concurrent": state.concurrent})
+    return info
+
+
+def _open_journal(config, state: BenchState) -> None:
+    from datetime import datetime, timezone
+
+    from pytest_benchmark import __version__
+
+    info = _fashion_bench_info(state)
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    folder = _results_root(config, state) / info["machine_id"]
+    state.journal = Journal(folder, {
+        "machine_info": {"fashion_bench": info}, "commit_info": commit_info,
+        "datetime": datetime.now(timezone.utc).isoformat(), "version": __version__})
 
 
 def _state(config) -> BenchState:
@@ -168,6 +421,10 @@ def pytest_generate_tests(metafunc):
               and case.replicas > gpus):
             marks.append(pytest.mark.skip(
                 reason=f"{case.replicas} replicas need {case.replicas} GPUs; found {gpus}"))
+        elif suite == "compile" and not case.compiles:
+            marks.append(pytest.mark.skip(
+                reason=f"nothing to compile: {BACKEND} without XLA/torch.compile runs the "
+                       f"step op by op"))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("case", params)
 
@@ -210,37 +467,96 @@ def trainer_for(dataset):
     return get
 
 
+#: Epochs a model for inference/latency may train to reach its accuracy bar.
+MAX_TRAINING_EPOCHS = 5
+
+
+@pytest.fixture(scope="session")
+def trained_for(trainer_for, dataset):
+    """A trainer (shared with ``trainer_for``) whose model has trained until its test
+    accuracy reaches the case's bar (:data:`bench.cases.MIN_ACCURACY`), at least one
+    epoch and at most :data:`MAX_TRAINING_EPOCHS`: inference is timed on a real model."""
+    import numpy as np
+
+    from fashion_core.train import run_epoch
+
+    def get(case: matrix.Case):
+        trainer = trainer_for(case, batch_size=min(128, len(dataset.x_train)))
+        epochs = getattr(trainer, "bench_epochs_trained", 0)
+        rng = np.random.default_rng(epochs)
+        while epochs < MAX_TRAINING_EPOCHS and (
+                epochs == 0 or trainer.evaluate() < matrix.MIN_ACCURACY[case.model]):
+            run_epoch(trainer, epochs + 1, rng.permutation(trainer.n_train))
+            epochs += 1
+            trainer.bench_epochs_trained = epochs
+        return trainer
+
+    return get
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Record a failed case with its reason; the rest of the matrix goes on."""
     outcome = yield
     report = outcome.get_result()
     case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-    if case is None or not report.failed:
+    if case is None:
+        return
+    if not report.failed:
+        if report.when == "teardown":
+            _journal_finished(item)
         return
     error = call.excinfo.value if call.excinfo else None
     first_line = str(error).strip().splitlines()[0] if error and str(error).strip() else ""
     reason = f"{type(error).__name__}: {first_line}" if error else "failed"
-    _state(item.config).failures.append({
+    failure = {
         "case": case.id, "suite": case.suite, "name": item.name, "fullname": item.nodeid,
         "phase": report.when, "error": reason[:500],
         "trace": "".join(traceback.format_exception_only(type(error), error))[-2000:]
-        if error else ""})
+        if error else ""}
+    state = _state(item.config)
+    state.failures.append(failure)
+    if state.journal:
+        state.journal.add_failure(failure)
+
+
+def _journal_finished(item) -> None:
+    """Journal the case's benchmark as soon as the case is over (after its teardown)."""
+    state = _state(item.config)
+    bs = getattr(item.config, "_benchmarksession", None)
+    if not (state.journal and bs) or item.nodeid in {f["fullname"] for f in state.failures}:
+        return
+    for bench in bs.benchmarks:
+        if (bench and id(bench) not in state.journaled and bench.fullname == item.nodeid
+                and not bench.has_error):
+            state.journal.add_benchmark(bench.as_dict(include_data=True))
+            state.journaled.add(id(bench))
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     state = _state(config)
-    state.gflops("cpu")  # always calibrate the CPU, so every file has a reference
     state.recalibrate()
-    info = machine.capture(state.backend, state.calibration)
-    info["calibration_rounds"] = {d: list(v) for d, v in state.calibration_rounds.items()}
-    machine_info["fashion_bench"] = info
+    machine_info["fashion_bench"] = _fashion_bench_info(state)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Write this run's result file (benchmarks that passed, plus recorded failures)."""
+    """Write this run's result file (benchmarks that passed, plus recorded failures).
+
+    The journal (every case as it finished) is deleted once the file holds it all; a run
+    cut short by Ctrl-C is saved as ``interrupted``.
+    """
     config = session.config
     state = _state(config)
+    try:
+        _save(config, state, exitstatus)
+    finally:
+        if state.journal:
+            state.journal.close(delete=state.saved is not None)
+        if state.lock:
+            state.lock.release()
+
+
+def _save(config, state: BenchState, exitstatus) -> None:
     bs = getattr(config, "_benchmarksession", None)
     if bs is None or bs.disabled or config.getoption("--bench-no-save"):
         return
@@ -258,10 +574,11 @@ def pytest_sessionfinish(session, exitstatus):
         config=config, benchmarks=benchmarks, include_data=True,
         machine_info=machine_info, commit_info=commit_info)
     output["fashion_bench_failures"] = state.failures
-    root = Path(config.getoption("--bench-results"))
-    if not root.is_absolute():
-        root = Path(config.invocation_params.dir) / root
-    state.saved = save_run(output, root, machine_info["fashion_bench"]["machine_id"])
+    output["fashion_bench_status"] = (STATUS_INTERRUPTED
+                                      if exitstatus == pytest.ExitCode.INTERRUPTED
+                                      else STATUS_COMPLETE)
+    state.saved = save_run(output, _results_root(config, state),
+                           machine_info["fashion_bench"]["machine_id"])
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -271,5 +588,18 @@ def pytest_terminal_summary(terminalreporter, config):
         for failure in state.failures:
             terminalreporter.write_line(f"  {failure['suite']} {failure['case']}: "
                                         f"{failure['error']}")
+    for note in state.notes:
+        terminalreporter.write_line(f"fashion-bench: {note}")
+    contended = [b for b in getattr(getattr(config, "_benchmarksession", None), "benchmarks",
+                                    []) if b and b.extra_info.get("contended")]
+    if contended:
+        terminalreporter.write_line(
+            f"fashion-bench: {len(contended)} row(s) contended (other processes took more "
+            f"than {state.max_contention:.0%} of the cores while they were timed): "
+            + ", ".join(b.extra_info.get("case", b.name) for b in contended[:10])
+            + (" ..." if len(contended) > 10 else ""))
     if state.saved:
         terminalreporter.write_line(f"fashion-bench: results saved to {state.saved}")
+    elif state.journal and state.journal.path.exists():
+        terminalreporter.write_line(f"fashion-bench: no result file written; the finished "
+                                    f"cases are in {state.journal.path}")

@@ -1,13 +1,30 @@
-"""Helpers the suites share: the figures every row carries and the checks of real work."""
+"""Helpers the suites share: timing with a contention guard, the figures every row
+carries, and the checks that the timed work was real.
+
+Contention: a benchmark shares its machine. During every timed round the harness
+measures the CPU time that *other* processes took on the cores this process may use
+(system-wide busy time of those cores, from ``/proc/stat`` via psutil, minus this
+process's own CPU time), as a share of those cores' capacity over the round. Rounds
+shorter than :data:`MIN_WINDOW_SECONDS` are pooled with their neighbours into windows of
+at least that length, since the kernel counts CPU time in 10 ms ticks. A row records the
+worst window (``contention``, 0..1) and ``contended`` when it is above the session's
+``--bench-max-contention``; on a GPU, other processes that NVML lists on the device mark
+the row contended too.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import sys
+import time
 
 import numpy as np
 import psutil
+
+#: Shortest span over which contention is judged (CPU time comes in 10 ms ticks).
+MIN_WINDOW_SECONDS = 0.5
 
 
 def peak_rss_bytes() -> int:
@@ -21,6 +38,162 @@ def peak_rss_bytes() -> int:
     return int(max(info.rss, maxrss if sys.platform == "darwin" else maxrss * 1024))
 
 
+def usable_cpus() -> list[int]:
+    """The CPU numbers this process may run on (its affinity mask)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return list(range(psutil.cpu_count() or 1))
+
+
+def _busy_seconds(times) -> float:
+    """CPU time a core spent on anything but idling (iowait counts as idle)."""
+    return sum(getattr(times, field, 0.0) for field in
+               ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+class CpuSample:
+    """Wall clock, busy time of the usable cores, this process's CPU time, energy."""
+
+    __slots__ = ("wall", "busy", "own", "joules")
+
+    def __init__(self, cpus: list[int], meter=None) -> None:
+        per_cpu = psutil.cpu_times(percpu=True)
+        own = psutil.Process().cpu_times()
+        self.wall = time.perf_counter()
+        self.busy = sum(_busy_seconds(per_cpu[i]) for i in cpus if i < len(per_cpu))
+        self.own = own.user + own.system + own.children_user + own.children_system
+        self.joules = meter.read() if meter is not None else None
+
+
+def contention_between(first: CpuSample, last: CpuSample, cores: int) -> float:
+    """Share (0..1) of ``cores`` cores' time that other processes used from first to last."""
+    wall = last.wall - first.wall
+    if wall <= 0:
+        return 0.0
+    other = (last.busy - first.busy) - (last.own - first.own)
+    return min(1.0, max(0.0, other / (wall * cores)))
+
+
+def windowed_contention(samples: list[CpuSample], cores: int,
+                        min_seconds: float = MIN_WINDOW_SECONDS) -> float | None:
+    """The worst contention over consecutive windows of at least ``min_seconds``.
+
+    ``samples`` are taken at round boundaries; consecutive rounds are pooled until a
+    window is long enough (the last, short remainder joins the window before it). None
+    with fewer than two samples.
+    """
+    if len(samples) < 2:
+        return None
+    bounds = [0]
+    for i in range(1, len(samples)):
+        if samples[i].wall - samples[bounds[-1]].wall >= min_seconds:
+            bounds.append(i)
+    if bounds[-1] != len(samples) - 1:
+        if len(bounds) > 1:
+            bounds[-1] = len(samples) - 1
+        else:
+            bounds.append(len(samples) - 1)
+    return max(contention_between(samples[a], samples[b], cores)
+               for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def wait_for_quiet(max_contention: float, timeout: float, say=print,
+                   window: float = 1.0) -> float:
+    """Wait up to ``timeout`` seconds for a quiet machine; return the last contention seen.
+
+    Measures other processes' share of the usable cores over ``window``-second spans;
+    returns as soon as one is at most ``max_contention``. Says so once when it waits.
+    """
+    cpus = usable_cpus()
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        first = CpuSample(cpus)
+        time.sleep(window)
+        seen = contention_between(first, CpuSample(cpus), len(cpus))
+        if seen <= max_contention or time.monotonic() >= deadline:
+            return seen
+        if not said:
+            say(f"fashion-bench: other processes use {seen:.0%} of the {len(cpus)} usable "
+                f"core(s); waiting up to {timeout:.0f} s for a quiet machine "
+                f"(--bench-quiet-wait)")
+            said = True
+
+
+class RoundMonitor:
+    """Samples CPU time (and energy, where a meter reads it) at every round boundary."""
+
+    def __init__(self, device: str, warmup_rounds: int, meter=None) -> None:
+        self.device = device
+        self.cpus = usable_cpus()
+        self.warmup_rounds = warmup_rounds
+        self.meter = meter
+        self.samples: list[CpuSample] = []
+        self.gpu_foreign: list[int] = []
+
+    def sample(self) -> None:
+        self.samples.append(CpuSample(self.cpus, self.meter))
+
+    def check_gpu(self) -> None:
+        if self.device.startswith("gpu"):
+            from bench.energy import foreign_gpu_processes
+
+            count = foreign_gpu_processes(self.device)
+            if count is not None:
+                self.gpu_foreign.append(count)
+
+    @property
+    def timed(self) -> list[CpuSample]:
+        """Samples from the start of the first timed round to the end of the last."""
+        return self.samples[self.warmup_rounds:]
+
+    def figures(self, max_contention: float) -> dict:
+        """``contention``, ``contended``, ``gpu_foreign_processes`` and average ``watts``."""
+        contention = windowed_contention(self.timed, len(self.cpus))
+        foreign = max(self.gpu_foreign) if self.gpu_foreign else None
+        contended = bool((contention is not None and contention > max_contention)
+                         or (foreign or 0) > 0)
+        figures = {"contention": contention, "contended": contended,
+                   "gpu_foreign_processes": foreign, "watts": None,
+                   "energy_source": getattr(self.meter, "source", "unavailable")}
+        timed = self.timed
+        if (self.meter is not None and len(timed) >= 2 and timed[0].joules is not None
+                and timed[-1].joules is not None and timed[-1].wall > timed[0].wall):
+            # Energy over all timed rounds together: a meter that refreshes slowly says
+            # little about one short round (see DESIGN.md), much about their sum.
+            figures["watts"] = (timed[-1].joules - timed[0].joules) / (
+                timed[-1].wall - timed[0].wall)
+        else:
+            figures["energy_source"] = "unavailable"
+        return figures
+
+
+def timed_rounds(benchmark, state, device: str, target, *, rounds: int, warmup_rounds: int,
+                 setup=None, args: tuple = (), kwargs: dict | None = None):
+    """``benchmark.pedantic`` with the contention guard and energy meter around each round.
+
+    The samples are taken in the (untimed) setup of each round, after the suite's own
+    setup, and once after the last round: they bound the timed calls without adding to
+    them. Contention and energy go into ``benchmark.extra_info``; returns the target's
+    last result, as pedantic does.
+    """
+    monitor = RoundMonitor(device, warmup_rounds, state.energy_meter(device))
+    monitor.check_gpu()
+
+    def sampled_setup():
+        result = setup() if setup else None
+        monitor.sample()
+        return result
+
+    result = benchmark.pedantic(target, args=args, kwargs=kwargs, setup=sampled_setup,
+                                rounds=rounds, warmup_rounds=warmup_rounds)
+    monitor.sample()
+    monitor.check_gpu()
+    benchmark.extra_info.update(monitor.figures(state.max_contention))
+    return result
+
+
 def round_times(benchmark) -> list[float]:
     """Every timed round's seconds, as pytest-benchmark kept them."""
     return list(benchmark.stats.stats.data)
@@ -30,15 +203,36 @@ def median_seconds(benchmark) -> float:
     return float(benchmark.stats.stats.median)
 
 
-def record(benchmark, case, trainer=None, **figures) -> None:
-    """Fill ``extra_info`` with the case's fields, the figures and the memory peaks."""
+def record(benchmark, case, trainer=None, *, state=None,
+           energy_seconds: float | None = None, **figures) -> None:
+    """Fill ``extra_info`` with the case's fields, the figures and the memory peaks.
+
+    With ``state`` (the session's :class:`bench.conftest.BenchState`), a ``gflops``
+    figure gets its share of the device's calibrated peak *in the dtype the case computes
+    in* (``peak_gflops``, ``peak_fraction``), and the row says whether it ran beside
+    another bench session (``concurrent``). ``energy_seconds`` is the time the energy
+    figure is for (an epoch, a pass over the test set): with the average ``watts`` that
+    :func:`timed_rounds` measured it gives ``energy_joules`` and ``samples_per_joule``.
+    """
     info = benchmark.extra_info
     info.update(case.fields())
+    info["compute_dtype"] = case.compute_dtype
     if trainer is not None:
         info["device_kind"] = trainer.device.kind
         info["device_name"] = trainer.device.model
         info["device_peak_bytes"] = trainer.device_peak_bytes()
     info.update(figures)
+    if state is not None:
+        info["concurrent"] = state.concurrent
+        if figures.get("gflops") is not None:
+            peak = state.gflops(case.device, case.compute_dtype)
+            info["peak_gflops"] = peak
+            info["peak_fraction"] = figures["gflops"] / peak if peak else None
+    watts = info.get("watts")
+    info.setdefault("energy_source", "unavailable")
+    info["energy_joules"] = watts * energy_seconds if watts and energy_seconds else None
+    rate = info.get("samples_per_second")
+    info["samples_per_joule"] = rate / watts if watts and rate else None
     info["peak_rss_bytes"] = peak_rss_bytes()
     info["status"] = "ok"
 
@@ -49,7 +243,19 @@ def check_finite_and_falling(losses: list[float], what: str) -> None:
     assert losses[-1] < losses[0], f"{what}: loss did not fall: {losses[0]:.4f} -> {losses[-1]:.4f}"
 
 
-def check_predictions(predictions: np.ndarray, count: int) -> None:
-    """Predictions are one class index in 0-9 per image."""
-    assert predictions.shape == (count,), f"predictions shaped {predictions.shape}, not ({count},)"
-    assert predictions.min() >= 0 and predictions.max() <= 9, "class index outside 0-9"
+def check_predictions(predictions: np.ndarray, labels: np.ndarray, min_accuracy: float,
+                      what: str) -> float:
+    """The timed predictions are right often enough: return their accuracy.
+
+    One class per image, and at least ``min_accuracy`` of them correct: a model that is
+    fast because it is broken (untrained, zeroed, NaN weights) fails here.
+    """
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    assert predictions.shape == labels.shape, \
+        f"{what}: predictions shaped {predictions.shape}, labels {labels.shape}"
+    accuracy = float(np.mean(predictions == labels))
+    assert accuracy >= min_accuracy, (
+        f"{what}: test accuracy of the timed predictions is {accuracy:.3f}, below "
+        f"{min_accuracy}: the model timed is broken or untrained")
+    return accuracy

@@ -2,12 +2,15 @@
 
 Layout: ``<root>/<machine_id>/NNNN_<YYYYmmdd-HHMMSS>.json``. A file is written to a
 temporary name first and then linked to its final name, which fails rather than replace
-a file that is already there; the next number is tried instead. The format is
+a file that is already there; the next number is tried instead. Where the filesystem has
+no hard links, the final name is created exclusively (``open(..., "x")``) instead: it
+too fails rather than replace a file. The format is
 pytest-benchmark's own, so ``pytest-benchmark compare FILE...`` reads these files too.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -22,6 +25,26 @@ def next_number(folder: Path) -> int:
     numbers = [int(m.group(1)) for p in folder.glob("*.json")
                if (m := _NUMBERED.match(p.name))]
     return max(numbers, default=0) + 1
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Give ``tmp``'s content the name ``final``; FileExistsError if ``final`` exists."""
+    try:
+        os.link(tmp, final)  # atomic, and refuses to replace an existing file
+        return
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+    # No hard links here: exclusive create, then copy the content in and sync it.
+    with open(final, "xb") as out:
+        out.write(tmp.read_bytes())
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
@@ -39,7 +62,7 @@ def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
         for _ in range(1000):
             final = folder / f"{next_number(folder):04d}_{stamp}.json"
             try:
-                os.link(tmp, final)  # atomic, and refuses to replace an existing file
+                _publish(Path(tmp), final)
                 return final
             except FileExistsError:
                 continue  # another run took this number meanwhile

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.conftest import BACKEND
-from bench.measure import check_finite_and_falling, median_seconds, record
+from bench.measure import check_finite_and_falling, median_seconds, record, timed_rounds
 
 SUITE = "baseline"
 
@@ -97,14 +97,14 @@ def test_baseline_epoch(benchmark, case, dataset, bench_state):
     else:
         run, losses, steps_per_epoch = _tutorial_rounds(case, dataset)
         steps = case.steps
-    benchmark.pedantic(run, rounds=case.rounds, warmup_rounds=1)
+    timed_rounds(benchmark, bench_state, case.device, run, rounds=case.rounds, warmup_rounds=1)
     check_finite_and_falling(losses, case.id)
     seconds = median_seconds(benchmark)
     seconds_per_epoch = seconds * steps_per_epoch / steps
     n = len(dataset.x_train)
     gflops = models.train_flops_per_sample(models.build(case.model)) * n / seconds_per_epoch / 1e9
-    record(benchmark, case, samples_per_second=n / seconds_per_epoch,
+    record(benchmark, case, state=bench_state, energy_seconds=seconds_per_epoch,
+           samples_per_second=n / seconds_per_epoch,
            seconds_per_epoch=seconds_per_epoch, steps_per_round=steps, gflops=gflops,
-           peak_fraction=gflops / bench_state.gflops(case.device),
            loss_first=losses[0], loss_last=losses[-1], device_kind="CPU",
            device_name=cpu_model(), device_peak_bytes=None)

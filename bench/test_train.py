@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.measure import check_finite_and_falling, median_seconds, record
+from bench.measure import check_finite_and_falling, median_seconds, record, timed_rounds
 
 SUITE = "train"
 
@@ -25,7 +25,8 @@ def test_train_epoch(benchmark, case, trainer_for, bench_state):
         return stats
 
     trainer.reset_device_peak()
-    benchmark.pedantic(run, setup=new_order, rounds=case.rounds, warmup_rounds=1)
+    timed_rounds(benchmark, bench_state, case.device, run, setup=new_order,
+                 rounds=case.rounds, warmup_rounds=1)
 
     assert all(s.bad_step < 0 for s in rounds), "a step produced a NaN/inf loss"
     losses = [s.loss_sum / s.samples for s in rounds]
@@ -35,9 +36,8 @@ def test_train_epoch(benchmark, case, trainer_for, bench_state):
     per_second = samples / seconds
     flops = trainer.train_flops_per_epoch / trainer.n_train * samples
     gflops = flops / seconds / 1e9
-    record(benchmark, case, trainer,
-           samples_per_second=per_second,
-           seconds_per_epoch=seconds * trainer.n_train / samples,
-           steps_per_round=steps, samples_per_round=samples,
-           gflops=gflops, peak_fraction=gflops / bench_state.gflops(case.device),
+    seconds_per_epoch = seconds * trainer.n_train / samples
+    record(benchmark, case, trainer, state=bench_state, energy_seconds=seconds_per_epoch,
+           samples_per_second=per_second, seconds_per_epoch=seconds_per_epoch,
+           steps_per_round=steps, samples_per_round=samples, gflops=gflops,
            compile_seconds=compile_seconds, loss_first=losses[0], loss_last=losses[-1])

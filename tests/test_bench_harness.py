@@ -87,11 +87,15 @@ def test_results_are_numbered_and_never_overwritten(tmp_path):
     assert not list((tmp_path / "m").glob(".incoming-*"))  # no temporary left behind
 
 
-def _run_bench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider",
-                           "-q"], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=600)
+def _run_bench(args: list[str], cwd: Path, env: dict | None = None,
+               quiet_wait: bool = False) -> subprocess.CompletedProcess:
+    """``pytest`` on bench suites in a subprocess, with a private machine lock."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FASHION_BENCH_LOCK=str(cwd / "bench.lock"),
+               **(env or {}))
+    extra = [] if quiet_wait else ["--bench-quiet-wait", "0"]
+    return subprocess.run([sys.executable, "-m", "pytest", *args, *extra, "-p",
+                           "no:cacheprovider", "-q"], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
 
 
 @pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
@@ -102,30 +106,44 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
                        "--bench-results", str(results)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 passed" in proc.stdout
-    files = list(results.glob("*/*.json"))
+    # Synthetic data: saved apart from real results, and said so in the file.
+    assert not list(results.glob("*.json")) and not list(results.glob("*/*.json"))
+    files = list((results / "synthetic").glob("*/*.json"))
     assert len(files) == 1 and files[0].name.startswith("0001_")
     run = json.loads(files[0].read_text())
     info = run["machine_info"]["fashion_bench"]
     assert files[0].parent.name == info["machine_id"]
+    assert info["data"] == "synthetic" and info["schema"] == 2
+    assert run["fashion_bench_status"] == "complete"
+    assert not list(results.rglob(".journal-*"))  # the journal is gone once the file is there
     for key in ("machine_id", "tensorflow", "keras", "cuda", "cudnn", "devices",
                 "calibration_gflops", "memory_bytes"):
         assert key in info, key
     assert info["calibration_gflops"]["cpu"] > 0
     # Measured at first use and again at the end; the higher is the session's figure.
-    assert len(info["calibration_rounds"]["cpu"]) == 2
-    assert info["calibration_gflops"]["cpu"] == max(info["calibration_rounds"]["cpu"])
+    assert len(info["calibration_rounds"]["cpu"]["float32"]) == 2
+    assert info["calibration_gflops"]["cpu"] == max(info["calibration_rounds"]["cpu"]["float32"])
+    assert info["calibration_gflops_by_dtype"]["cpu"]["float32"] == \
+        info["calibration_gflops"]["cpu"]
     assert info["devices"][0]["name"] == "cpu" and info["devices"][0]["memory_bytes"] > 0
     by_suite = {b["extra_info"]["suite"]: b for b in run["benchmarks"]}
     assert set(by_suite) == {"train", "inference"}
     train = by_suite["train"]["extra_info"]
     for key in ("case", "samples_per_second", "seconds_per_epoch", "gflops", "peak_fraction",
-                "compile_seconds", "peak_rss_bytes", "device_peak_bytes"):
+                "compile_seconds", "peak_rss_bytes", "device_peak_bytes", "contention",
+                "contended", "compute_dtype", "peak_gflops", "energy_source",
+                "energy_joules", "concurrent"):
         assert key in train, key
+    assert 0 <= train["contention"] <= 1 and train["compute_dtype"] == "float32"
+    # No energy counter on this CPU is read as unavailable, never as zero joules.
+    assert train["energy_source"] != "unavailable" or train["energy_joules"] is None
     assert train["case"] == "mlp-cpu-b64-fp32-xla" and train["samples_per_second"] > 0
     assert 0 < train["peak_fraction"] < 1.5 and train["loss_last"] < train["loss_first"]
     assert train["peak_fraction"] == pytest.approx(
         train["gflops"] / info["calibration_gflops"]["cpu"])
-    assert "seconds_per_batch" in by_suite["inference"]["extra_info"]
+    inference = by_suite["inference"]["extra_info"]
+    assert "seconds_per_batch" in inference
+    assert inference["test_accuracy"] >= 0.80 and inference["epochs_trained"] >= 1
     assert len(by_suite["train"]["stats"]["data"]) == 2  # every round kept
     assert run["fashion_bench_failures"] == []
     # pytest-benchmark's own tool reads the file.
