@@ -61,14 +61,16 @@ def collect(source: Path, results: Path, dry_run: bool = False) -> list[Path]:
     for path, relative in find_results(source):
         target_folder = results / relative
         content = path.read_bytes()
-        known = {digest(p) for p in target_folder.glob("*.json")} if target_folder.is_dir() \
-            else set()
-        if hashlib.sha256(content).hexdigest() in known:
-            print(f"already there: {relative}/{path.name}")
+        known = {digest(p): p for p in target_folder.glob("*.json")} \
+            if target_folder.is_dir() else {}
+        same = known.get(hashlib.sha256(content).hexdigest())
+        if same:
+            print(f"already there: {path.name} as {same}")
             continue
         stamp = RESULT_NAME.match(path.name)["stamp"]
         number = next_number(target_folder) if target_folder.is_dir() else 1
-        number += sum(1 for p in added if p.parent == target_folder)  # dry runs add nothing
+        if dry_run:  # nothing was written: count what this run would have added
+            number += sum(1 for p in added if p.parent == target_folder)
         target = target_folder / f"{number:04d}_{stamp}.json"
         print(f"{'would add' if dry_run else 'added'} {target} (from {path.name})")
         if not dry_run:

@@ -535,13 +535,14 @@ def _run(args, log: Log, root: Path | None, manifest: dict, out: Path, results: 
     nvidia_smi = None if args.dry_run else gpu_facts(log)
 
     names = args.backend_list or list(BACKENDS)
-    if not any(after["modules"].get(name) for name in names):
+    importable = {name: bool(after["modules"].get(name)) for name in names}
+    if not any(importable.values()) and not args.dry_run:
         raise KitError(f"{args.python} can import none of {', '.join(names)}; the kit runs "
                        f"on the box's own JAX, PyTorch or TensorFlow")
     runs = [BackendRun(name, pytest_command(args, results)) for name in names]
     no_save = "--bench-no-save" in args.pytest_args
     for index, item in enumerate(runs):
-        if not after["modules"].get(item.backend):
+        if not importable[item.backend] and not args.dry_run:
             if args.backend_list:
                 item.status = f"not installed: {args.python} cannot import {item.backend}"
             else:
@@ -549,11 +550,13 @@ def _run(args, log: Log, root: Path | None, manifest: dict, out: Path, results: 
                 item.ran = True  # nothing was asked of it
             log(f"---- {item.backend}: {item.status}")
             continue
-        left = sum(1 for later in runs[index:] if after["modules"].get(later.backend))
+        left = sum(1 for later in runs[index:] if importable[later.backend] or args.dry_run)
         item.timeout_s = backend_timeout(args, deadline, time.monotonic(), left)
         limit = f"{item.timeout_s:.0f} s" if item.timeout_s is not None else "no limit"
         log(f"---- {item.backend}: {dry}KERAS_BACKEND={item.backend} {quote(item.command)}"
-            f"  [cwd {PROJECT}; time limit {limit}]")
+            f"  [cwd {PROJECT}; time limit {limit}]"
+            + ("" if importable[item.backend] else f"  ({item.backend} is not importable "
+               f"here: it would be skipped)"))
         if args.dry_run:
             continue
         if item.timeout_s is not None and item.timeout_s < MIN_BACKEND_S:
