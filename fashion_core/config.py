@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+
+from fashion_core.backends import DeviceError, parse_device
 
 MODELS = ("mlp", "cnn")  # built by fashion_core.models; named here so config needs no Keras
 
@@ -12,6 +15,8 @@ _PRECISION_ALIASES = {short: full for full, short in PRECISIONS.items()}
 _PRECISION_ALIASES.update({"fp32": "float32", "f32": "float32", "fp16": "mixed_float16",
                            "float16": "mixed_float16", "bf16": "mixed_bfloat16",
                            "bfloat16": "mixed_bfloat16"})
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy.random.seed (Keras's set_random_seed) accepts
 
 
 class ConfigError(ValueError):
@@ -38,7 +43,9 @@ class TrainConfig:
         batch_size: samples per optimizer step; the last step of an epoch takes the rest.
         precision: Keras dtype policy: "float32", "mixed_float16" (with dynamic loss
             scaling) or "mixed_bfloat16"; short names fp32/fp16/bf16 are accepted.
-        device: "cpu", "gpu" (the first GPU) or "gpu:N".
+        device: "auto" (the first GPU where there is one, else the CPU), "cpu", "gpu"
+            (the first GPU) or "gpu:N"; a device that is not there is an error when the
+            trainer is built, naming those that are.
         jit: compile the whole train step: XLA for TensorFlow
             (``tf.function(jit_compile=True)``) and JAX (one ``jax.jit`` program), and
             ``torch.compile`` for PyTorch. None (the default) means auto: TensorFlow and
@@ -46,8 +53,8 @@ class TrainConfig:
             slower than TensorFlow's own kernels (about 290 s an epoch against 7 s at
             batch 128 on a 2-core machine); PyTorch compiles on a GPU only (on a CPU,
             torch.compile's start-up outweighs what it saves in a 20-epoch run).
-        seed: seeds weight initialisation and the per-epoch shuffle.
-        learning_rate: Adam's step size (the tutorial's 1e-3).
+        seed: seeds weight initialisation and the per-epoch shuffle; 0 to 2**32 - 1.
+        learning_rate: Adam's step size (the tutorial's 1e-3); positive and finite.
         eval_batch_size: batch used to predict the test set for accuracy.
     """
 
@@ -55,7 +62,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 128
     precision: str = "float32"
-    device: str = "cpu"
+    device: str = "auto"
     jit: bool | None = None
     seed: int = 0
     learning_rate: float = 1e-3
@@ -69,8 +76,21 @@ class TrainConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{field} must be a positive whole number, not {value!r}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate!r}")
+        low, high = SEED_RANGE
+        if (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                or not low <= self.seed <= high):
+            raise ConfigError(f"seed must be a whole number from {low} to {high} (2**32 - 1), "
+                              f"not {self.seed!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
+                and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"learning_rate must be positive and finite, not "
+                              f"{self.learning_rate!r}")
+        # Only the spelling is checked here; whether the device is there is known once a
+        # backend lists its devices (a DeviceError then).
+        try:
+            object.__setattr__(self, "device", parse_device(self.device))
+        except DeviceError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def precision_short(self) -> str:
