@@ -1,7 +1,10 @@
 """Command line: ``python -m fashion_core train ...`` and ``python -m fashion_core info``.
 
-Errors the user can fix (a bad value, missing or corrupt data, an absent device, a loss
-that diverged) print one line, ``error: ...``, and exit with status 2; no traceback.
+Errors the user can fix (a bad value, missing or corrupt data, an absent device, no
+framework installed, a loss that diverged) print one line, ``error: ...``, and exit with
+status 2; no traceback. Everything that can be checked without the data or a framework
+(every option's value, the backend, the ``--json`` destination) is checked before the
+data is loaded, so a typo costs seconds, not a training run.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from fashion_core.config import PRECISIONS, TrainConfig
+from fashion_core import backends
+from fashion_core.config import PRECISIONS, SEED_RANGE, ConfigError, TrainConfig
 from fashion_core.files import write_atomic
 
 EPILOG_TRAIN = """\
@@ -25,8 +30,16 @@ examples:
 data is looked up in: --data-dir or $FASHION_MNIST_DIR (authoritative when given), then
 /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist), then
 ~/.keras/datasets/fashion-mnist; --download lets Keras fetch it as a last resort.
-The framework is Keras's backend: set KERAS_BACKEND=tensorflow (default), jax or torch.
+The framework is Keras's backend: KERAS_BACKEND=tensorflow, jax or torch; where it is
+unset, the first of those that is installed (the first line of output says which, and why).
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in this command's form: one ``error:`` line, status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -40,7 +53,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m fashion_core",
         description="Train and evaluate the Fashion-MNIST tutorial's classifier, fast.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,28 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", default="float32",
                        help=f"{', '.join(PRECISIONS)} (or fp32, fp16, bf16); float16 uses "
                             "dynamic loss scaling; default: %(default)s")
-    train.add_argument("--device", default="cpu",
-                       help="cpu, gpu (the first GPU) or gpu:N; `info` lists them; "
-                            "default: %(default)s")
+    train.add_argument("--device", default="auto",
+                       help="auto (the first GPU, else the CPU), cpu, gpu (the first GPU) "
+                            "or gpu:N; `info` lists them; the device used is printed and "
+                            "recorded in --json; default: %(default)s")
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the whole train step (XLA for TensorFlow and JAX, "
                             "torch.compile for PyTorch); default: on, except for the CNN on "
                             "a CPU, where XLA's convolutions are far slower, and for "
                             "PyTorch on a CPU")
     train.add_argument("--seed", type=int, default=0,
-                       help="seeds weights and shuffling; same seed, same run; "
-                            "default: %(default)s")
+                       help="seeds weights and shuffling, {} to {}; same seed, same run; "
+                            "default: %(default)s".format(*SEED_RANGE))
     train.add_argument("--learning-rate", type=float, default=1e-3,
                        help="Adam's learning rate; default: %(default)s")
     train.add_argument("--json", metavar="PATH",
-                       help="also write the run (config, every epoch, final accuracy) as "
-                            "JSON to PATH")
+                       help="also write the run (config, device used, every epoch, final "
+                            "accuracy) as JSON to PATH; its folder is created, and checked "
+                            "writable before training")
     train.add_argument("--strategy", choices=("none", "mirrored", "multiworker"),
                        default="none",
-                       help="data-parallel training with tf.distribute: mirrored (N devices "
-                            "of this process: GPUs, or logical CPUs) or multiworker "
-                            "(processes/hosts named by TF_CONFIG); --batch-size is then per "
-                            "replica; default: %(default)s")
+                       help="data-parallel training with tf.distribute (TensorFlow backend "
+                            "only): mirrored (N devices of this process: GPUs, or logical "
+                            "CPUs) or multiworker (processes/hosts named by TF_CONFIG); "
+                            "--batch-size is then per replica; default: %(default)s")
     train.add_argument("--replicas", type=_positive_int, default=None,
                        help="devices for --strategy mirrored; default: 1")
     _data_options(train)
@@ -89,9 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="progress bar within each epoch (default: on when stderr is "
                             "a terminal); it splits an epoch into 10 compiled calls")
 
-    info = commands.add_parser("info", help="print devices, versions and where the data is",
-                               description="Print the devices the backend sees, framework "
-                                           "versions, and where Fashion-MNIST was found.")
+    info = commands.add_parser("info", help="print the backend, devices, versions and where "
+                                             "the data is",
+                               description="Print which backend is used and why, framework "
+                                           "versions, the devices the backend sees (and what "
+                                           "to install where it has no GPU support), and "
+                                           "where Fashion-MNIST was found.")
     _data_options(info)
     return parser
 
@@ -113,26 +131,86 @@ def _load_data(args):
     return data.load(args.data_dir, verify=not args.no_verify, download=args.download)
 
 
-def cmd_train(args) -> int:
-    from fashion_core import train as training
-    from fashion_core.config import ConfigError
-    from fashion_core.progress import ProgressBar
+def check_json_destination(text: str) -> Path:
+    """The path ``--json`` names, made ready: its folder exists and takes a test write.
 
+    ConfigError (one line) where it names a folder, where a file stands in the way of
+    its folder, or where the folder cannot be created or written.
+    """
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--json {text}: is a folder; name a file, e.g. "
+                          f"{Path(text) / 'run.json'}")
+    folder = path.parent
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--json {text}: {blocker} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".test"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--json {text}: cannot write in {folder}: "
+                          f"{e.strerror or e}") from None
+    return path
+
+
+def check_train_args(args) -> TrainConfig:
+    """Everything about a ``train`` command that can be checked before loading data.
+
+    Returns the run's config; raises ConfigError or BackendError, whose message is the
+    one line to print.
+    """
     config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          precision=args.precision, device=args.device, jit=args.jit,
                          seed=args.seed, learning_rate=args.learning_rate)
-    if args.json:  # fail before training, not after, if the JSON cannot be written
-        parent = Path(args.json).expanduser().resolve().parent
-        if parent.exists() and not os.access(parent, os.W_OK):
-            raise PermissionError(f"cannot write {args.json}: {parent} is not writable")
+    if args.replicas and args.strategy != "mirrored":
+        raise ConfigError("--replicas goes with --strategy mirrored (multiworker takes its "
+                          "workers from TF_CONFIG)")
+    choice = backends.backend_choice()
+    choice.check()
+    if args.strategy != "none" and choice.name != "tensorflow":
+        raise ConfigError(
+            f"--strategy {args.strategy} uses tf.distribute, which needs the TensorFlow "
+            f"backend; this run's backend is {choice.describe()}: "
+            + ("set KERAS_BACKEND=tensorflow" if backends.installed("tensorflow")
+               else "pip install 'fashion-bench[tensorflow]'"))
+    if args.strategy == "multiworker":
+        cluster = os.environ.get("TF_CONFIG", "")
+        if not cluster:
+            raise ConfigError("--strategy multiworker needs TF_CONFIG (cluster and task) in "
+                              "the environment of every worker; see the README")
+        try:
+            json.loads(cluster)
+        except ValueError as e:
+            raise ConfigError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if args.data_dir and Path(args.data_dir).expanduser().is_file():
+        raise ConfigError(f"--data-dir {args.data_dir}: is a file; name the folder that "
+                          "holds the four IDX .gz files")
+    if args.json:
+        check_json_destination(args.json)
+    return config
+
+
+def _device_note(requested: str, device) -> str:
+    """' [auto: the first GPU]' where --device auto picked the device, else ''."""
+    if requested != backends.AUTO:
+        return ""
+    return " [auto: the first GPU]" if device.kind == "GPU" else " [auto: no GPU found]"
+
+
+def cmd_train(args) -> int:
+    config = check_train_args(args)
+    print(f"backend: {backends.backend_choice().describe()}", flush=True)
+    from fashion_core import train as training
+    from fashion_core.progress import ProgressBar
+
     dataset = _load_data(args)
     bar = ProgressBar(config.epochs)
     if args.progress is not None:
         bar.enabled = args.progress
     print(f"data: {dataset.source}", flush=True)
     if args.strategy == "none":
-        if args.replicas:
-            raise ConfigError("--replicas goes with --strategy mirrored")
         trainer = training.make_trainer(config, dataset)
     else:
         from fashion_core import distributed
@@ -141,7 +219,8 @@ def cmd_train(args) -> int:
     batch = f"batch {config.batch_size}"
     if args.strategy != "none":
         batch += f" a replica x {trainer.replicas} replicas ({args.strategy})"
-    print(f"{config.model} on {trainer.device.name} ({trainer.device.model}), {batch}, "
+    print(f"{config.model} on {trainer.device.name} ({trainer.device.model})"
+          f"{_device_note(config.device, trainer.device)}, {batch}, "
           f"{config.precision}, XLA {'on' if trainer.jit else 'off'}, "
           f"{trainer.steps_per_epoch} steps an epoch", flush=True)
 
@@ -165,17 +244,77 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_info(args) -> int:
-    from fashion_core import backends, data
+def nvidia_gpu_present() -> bool:
+    """Whether the NVIDIA driver reports a GPU (a cheap look at /proc and /dev)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    try:
+        if gpus.is_dir() and any(gpus.iterdir()):
+            return True
+    except OSError:
+        pass
+    return Path("/dev/nvidia0").exists()
 
-    backend = backends.current()
-    for key, value in backend.versions().items():
-        print(f"{key}: {value}")
-    print("devices:")
-    for device in backend.list_devices():
-        extra = f", compute capability {device.compute_capability}" \
-            if device.compute_capability else ""
-        print(f"  {device.name}: {device.kind}, {device.model}{extra}")
+
+def _jax_cuda_plugin() -> bool:
+    return any(backends.module_found(name)
+               for name in ("jax_cuda13_plugin", "jax_cuda12_plugin"))
+
+
+def gpu_support_note(backend: str, versions: dict, devices: list, nvidia_present: bool,
+                     jax_plugin: bool = False) -> str | None:
+    """One line on why the backend sees no GPU and what to install; None if it sees one.
+
+    ``versions`` is the backend's ``versions()`` (its "cuda" is None for a build without
+    CUDA); ``jax_plugin`` says whether a JAX CUDA plugin is installed.
+    """
+    if any(d.kind == "GPU" for d in devices):
+        return None
+    label = backends.LABELS[backend]
+    driver = ("an NVIDIA GPU is present" if nvidia_present
+              else "no NVIDIA driver found on this machine")
+    cuda = versions.get("cuda")
+    if backend == "torch" and cuda is None:
+        return (f"gpu: none visible; this torch is a CPU-only build ({driver}); for NVIDIA "
+                "GPUs install a CUDA build (on Linux, PyPI's plain `pip install torch`; "
+                "see https://pytorch.org/get-started/locally/)")
+    if cuda is None and not (backend == "jax" and jax_plugin):
+        what = ("jaxlib has no CUDA plugin" if backend == "jax"
+                else f"this {label} build has no CUDA support")
+        return (f"gpu: none visible; {what} ({driver}); for NVIDIA GPUs: "
+                f"pip install 'fashion-bench[{backends.GPU_EXTRAS[backend]}]'")
+    built = f"built for CUDA {cuda}" if cuda else "with a CUDA plugin"
+    if not nvidia_present:
+        return f"gpu: none; no NVIDIA driver found on this machine ({label} is {built})"
+    hint = "check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
+    if backend == "tensorflow" and not backends.module_found("nvidia.cudnn"):
+        hint += "; TensorFlow's CUDA libraries: pip install 'fashion-bench[tensorflow-gpu]'"
+    return f"gpu: none visible to {label} ({built}), though an NVIDIA GPU is present; {hint}"
+
+
+def cmd_info(args) -> int:
+    from fashion_core import data
+
+    choice = backends.backend_choice()
+    print(f"backend: {choice.describe()}")
+    status = 0
+    if choice.problem:
+        status = 2
+    else:
+        backend = backends.current()
+        versions = backend.versions()
+        for key, value in versions.items():
+            if key != "backend":  # said above
+                print(f"{key}: {value}")
+        devices = backend.list_devices()
+        print("devices:")
+        for device in devices:
+            extra = f", compute capability {device.compute_capability}" \
+                if device.compute_capability else ""
+            print(f"  {device.name}: {device.kind}, {device.model}{extra}")
+        note = gpu_support_note(choice.name, versions, devices, nvidia_gpu_present(),
+                                jax_plugin=choice.name == "jax" and _jax_cuda_plugin())
+        if note:
+            print(note)
     try:
         dataset = _load_data(args)
         print(f"data: {dataset.source} ({len(dataset.x_train)} train, "
@@ -183,27 +322,32 @@ def cmd_info(args) -> int:
               f"{'skipped' if args.no_verify else 'verified'})")
     except data.DataError as e:
         print(f"data: not usable: {e}")
-    return 0
+    return status
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's to fix: printed as one line, status 2."""
+    from fashion_core.data import DataError
+
+    errors = (backends.BackendError, ConfigError, DataError, backends.DeviceError,
+              FloatingPointError, OSError)
+    distributed = sys.modules.get("fashion_core.distributed")  # imported only for --strategy
+    if distributed is not None:
+        errors += (distributed.ScaleOutError,)
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Keep TensorFlow's start-up log lines (CUDA probing, CPU features) off the terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fashion_core.backends import DeviceError
-    from fashion_core.config import ConfigError
-    from fashion_core.data import DataError
-
-    handled = (ConfigError, DataError, DeviceError, FloatingPointError, OSError)
-    if getattr(args, "strategy", "none") != "none":
-        from fashion_core.distributed import ScaleOutError
-
-        handled += (ScaleOutError,)
     try:
         return cmd_train(args) if args.command == "train" else cmd_info(args)
-    except handled as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2

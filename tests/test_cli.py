@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from fashion_core import cli, data
+from fashion_core import backends, cli, data
+from fashion_core.backends import BackendChoice, DeviceInfo
 
 
 @pytest.fixture
@@ -25,11 +26,17 @@ def test_train_end_to_end_writes_json(tiny_env, tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "epoch   1/2" in text and "epoch   2/2" in text and "done: test accuracy" in text
+    choice = backends.backend_choice()
+    assert text.splitlines()[0] == f"backend: {choice.describe()}"
+    # --device auto (the default): the first GPU, else the CPU; printed and recorded.
+    used = backends.resolve_device("auto", backends.current().list_devices())
+    assert f"mlp on {used.name} ({used.model}) [auto: " in text
     record = json.loads(out.read_text())
     for key in ("model", "batch_size", "precision", "device", "test_accuracy", "epochs"):
         assert key in record
     assert record["model"] == "mlp" and record["batch_size"] == 64
-    assert record["precision"] == "float32" and record["device"] == "cpu"
+    assert record["precision"] == "float32" and record["device"] == used.name
+    assert record["backend"] == choice.name
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
     for epoch in record["epochs"]:
         assert set(epoch) >= {"epoch", "seconds", "samples_per_second", "loss", "mse",
@@ -38,10 +45,12 @@ def test_train_end_to_end_writes_json(tiny_env, tmp_path, capsys):
     assert record["test_accuracy"] == record["epochs"][-1]["test_accuracy"]
 
 
-def test_info_lists_devices_versions_and_data(tiny_env, capsys):
+def test_info_lists_backend_devices_versions_and_data(tiny_env, capsys):
     assert cli.main(["info", "--no-verify"]) == 0
     text = capsys.readouterr().out
-    assert "tensorflow:" in text and "keras:" in text and "  cpu: CPU" in text
+    choice = backends.backend_choice()
+    assert text.splitlines()[0] == f"backend: {choice.describe()}"
+    assert "keras:" in text and "  cpu: CPU" in text
     assert f"data: {tiny_env}" in text
 
 
@@ -63,6 +72,115 @@ def test_errors_are_one_line(tiny_env, capsys, args, message):
     assert err.startswith(message) and "\n" not in err, err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "error: seed must be a whole number from 0 to 4294967295"),
+    (["--seed", str(2**32)], "error: seed must be a whole number from 0 to 4294967295"),
+    (["--learning-rate", "inf"], "error: learning_rate must be positive and finite, not inf"),
+    (["--learning-rate", "nan"], "error: learning_rate must be positive and finite, not nan"),
+    (["--device", "tpu"], "error: unknown device 'tpu'; write auto, cpu, gpu or gpu:N"),
+    (["--replicas", "2"], "error: --replicas goes with --strategy mirrored"),
+    (["--strategy", "multiworker", "--replicas", "2"],
+     "error: --replicas goes with --strategy mirrored"),
+])
+def test_bad_values_fail_before_the_data_is_loaded(monkeypatch, capsys, args, message):
+    """Checked up front: the data loader must not even be reached."""
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    assert cli.main(["train", *args]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip().startswith(message) and "\n" not in err.strip(), err
+    assert out == ""
+
+
+def _must_not_load(args):
+    raise AssertionError("the data was loaded before the options were checked")
+
+
+@pytest.mark.tensorflow_only
+def test_multiworker_without_tf_config_fails_before_the_data(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cli.main(["train", "--strategy", "multiworker"]) == 2
+    assert capsys.readouterr().err.startswith("error: --strategy multiworker needs TF_CONFIG")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    assert cli.main(["train", "--strategy", "multiworker"]) == 2
+    assert capsys.readouterr().err.startswith("error: TF_CONFIG is not valid JSON")
+
+
+def test_strategy_needs_the_tensorflow_backend(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    monkeypatch.setattr(backends, "_CHOICE", BackendChoice(
+        "jax", "KERAS_BACKEND is unset and TensorFlow is not installed", True))
+    monkeypatch.setattr(backends, "installed", lambda name: name != "tensorflow")
+    assert cli.main(["train", "--strategy", "mirrored"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --strategy mirrored uses tf.distribute, which needs the TensorFlow "
+                   "backend; this run's backend is jax (KERAS_BACKEND is unset and TensorFlow "
+                   "is not installed): pip install 'fashion-bench[tensorflow]'")
+
+
+def test_no_usable_backend_is_one_line_before_the_data(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    problem = "KERAS_BACKEND=jax, but JAX is not installed: pip install 'fashion-bench[jax]'"
+    monkeypatch.setattr(backends, "_CHOICE",
+                        BackendChoice(None, "KERAS_BACKEND=jax", False, problem))
+    assert cli.main(["train"]) == 2
+    assert capsys.readouterr().err == f"error: {problem}\n"
+
+
+def test_json_naming_a_folder_fails_before_training(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    assert cli.main(["train", "--json", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: --json {tmp_path}: is a folder; name a file, "
+                                       f"e.g. {tmp_path / 'run.json'}\n")
+
+
+def test_json_under_a_file_fails_before_training(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where a folder would go")
+    assert cli.main(["train", "--json", str(blocker / "runs" / "run.json")]) == 2
+    assert capsys.readouterr().err == (f"error: --json {blocker / 'runs' / 'run.json'}: "
+                                       f"{blocker} is a file, not a folder\n")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_json_in_a_read_only_folder_fails_before_training(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        assert cli.main(["train", "--json", str(folder / "run.json")]) == 2
+    finally:
+        folder.chmod(0o700)
+    assert capsys.readouterr().err.startswith(f"error: --json {folder / 'run.json'}: cannot "
+                                              f"write in {folder}: Permission denied")
+
+
+def test_json_destination_is_made_ready_and_the_test_write_leaves_nothing(tmp_path):
+    target = tmp_path / "a" / "b" / "run.json"
+    assert cli.check_json_destination(str(target)) == target
+    assert target.parent.is_dir() and list(target.parent.iterdir()) == []
+
+
+def test_data_dir_naming_a_file_fails_before_loading(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_load_data", _must_not_load)
+    archive = tmp_path / "fashion.tar"
+    archive.write_bytes(b"")
+    assert cli.main(["train", "--data-dir", str(archive)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --data-dir {archive}: is a file")
+
+
+def test_bad_seed_in_a_fresh_process_is_one_line_within_seconds():
+    """As a user meets it: no traceback, exit 2, and no framework started for nothing."""
+    proc = subprocess.run([sys.executable, "-m", "fashion_core", "train", "--seed", "-1"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: seed must be a whole number from 0 to 4294967295 "
+                           "(2**32 - 1), not -1\n")
+    assert proc.stdout == ""
+
+
 @pytest.mark.parametrize("args", [["--batch-size", "0"], ["--epochs", "-1"],
                                   ["--batch-size", "abc"]])
 def test_argument_errors(args, capsys):
@@ -70,7 +188,28 @@ def test_argument_errors(args, capsys):
         cli.main(["train", *args])
     assert info.value.code == 2
     err = capsys.readouterr().err
+    assert err.startswith("error: argument ") and err.count("\n") == 1, err
     assert "must be positive" in err or "is not a whole number" in err
+    assert err.endswith("(see python -m fashion_core train --help)\n")
+
+
+def test_gpu_support_note_names_the_missing_extra():
+    cpu = [DeviceInfo("cpu", "CPU", "AMD EPYC")]
+    gpu = cpu + [DeviceInfo("gpu:0", "GPU", "NVIDIA H100")]
+    note = cli.gpu_support_note
+    assert note("jax", {"cuda": None}, gpu, True) is None
+    assert note("jax", {"cuda": None}, cpu, True) == (
+        "gpu: none visible; jaxlib has no CUDA plugin (an NVIDIA GPU is present); for NVIDIA "
+        "GPUs: pip install 'fashion-bench[jax-cuda]'")
+    assert "pip install 'fashion-bench[tensorflow-gpu]'" in note(
+        "tensorflow", {"cuda": None}, cpu, False)
+    assert "this torch is a CPU-only build" in note("torch", {"cuda": None}, cpu, True)
+    assert note("tensorflow", {"cuda": "12.5.1"}, cpu, False) == (
+        "gpu: none; no NVIDIA driver found on this machine (TensorFlow is built for CUDA "
+        "12.5.1)")
+    assert note("jax", {"cuda": None}, cpu, True, jax_plugin=True).startswith(
+        "gpu: none visible to JAX (with a CUDA plugin), though an NVIDIA GPU is present; "
+        "check the driver (nvidia-smi)")
 
 
 def test_missing_data_folder_no_traceback(tmp_path):
