@@ -102,6 +102,8 @@ class BackendRun:
     seconds: float | None = None
     timeout_s: float | None = None
     result_files: list[str] = field(default_factory=list)
+    rows: int | None = None  # timing rows in its result files
+    failures: int | None = None  # cases recorded as failed there
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,18 +367,42 @@ def result_files(results: Path) -> set[Path]:
     return set(results.rglob("*.json")) if results.is_dir() else set()
 
 
+def count_rows(paths: list[Path]) -> tuple[int | None, int | None]:
+    """(timing rows, failed cases) in these result files; None where they cannot be read."""
+    rows = failures = 0
+    try:
+        for path in paths:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            rows += len(document.get("benchmarks") or [])
+            failures += len(document.get("fashion_bench_failures") or [])
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None, None
+    return rows, failures
+
+
 def describe(run: BackendRun, timed_out: bool, new_files: list[Path], no_save: bool) -> None:
-    """Fill in the run's status and whether it counts as having run."""
+    """Fill in the run's status and whether it counts as having run.
+
+    It ran when pytest finished (exit status 0, or 1: some cases failed and were
+    recorded), wrote its result file, and at least one case gave a timing row.
+    """
+    run.rows, run.failures = count_rows(new_files)
+    finished = not timed_out and run.exit_code in (0, 1)
     if timed_out:
         run.status = (f"timed out after {run.timeout_s:.0f} s (interrupted; "
                       f"{len(new_files)} result files kept)")
+    elif run.exit_code == 1 and run.failures:
+        run.status = f"ran; {run.failures} cases failed (recorded in the result file)"
     elif run.exit_code in STATUS_TEXT:
         run.status = STATUS_TEXT[run.exit_code]
     else:
         run.status = f"error (pytest exit status {run.exit_code})"
-    run.ran = (not timed_out and run.exit_code in (0, 1) and (bool(new_files) or no_save))
-    if run.exit_code in (0, 1) and not timed_out and not new_files and not no_save:
+    run.ran = finished and (bool(new_files) or no_save)
+    if finished and not new_files and not no_save:
         run.status += "; but no result file was written"
+    elif finished and run.rows == 0 and run.failures:
+        run.ran = False
+        run.status = f"every case failed ({run.failures}; the report lists why)"
 
 
 def gpu_facts(log: Log) -> str | None:
@@ -570,8 +596,9 @@ def _run(args, log: Log, root: Path | None, manifest: dict, out: Path, results: 
         new = sorted(result_files(results) - known)
         item.result_files = [str(path.relative_to(out)) for path in new]
         describe(item, timed_out, new, no_save)
+        rows = "" if item.rows is None else f", {item.rows} timing rows"
         log(f"---- {item.backend}: {item.status}, {item.seconds:.0f} s, "
-            f"{len(new)} result files")
+            f"{len(new)} result files{rows}")
 
     command = report_command(args, results, report, PROJECT)
     log(f"---- report: {dry}{quote(command)}")

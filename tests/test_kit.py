@@ -347,17 +347,23 @@ def test_each_backend_gets_its_share_of_what_is_left():
 
 
 @pytest.mark.parametrize("exit_code, timed_out, files, ran, status", [
-    (0, False, 1, True, "ok"),
-    (1, False, 1, True, "ran; some cases failed (recorded in the result file)"),
-    (0, False, 0, False, "ok; but no result file was written"),
-    (5, False, 0, False, "no cases selected"),
-    (4, False, 0, False, "error (pytest exit status 4)"),
-    (2, True, 1, False, "timed out after 60 s (interrupted; 1 result files kept)"),
+    (0, False, [(3, 0)], True, "ok"),
+    (1, False, [(2, 1)], True, "ran; 1 cases failed (recorded in the result file)"),
+    (1, False, [(0, 2)], False, "every case failed (2; the report lists why)"),
+    (0, False, [], False, "ok; but no result file was written"),
+    (5, False, [], False, "no cases selected"),
+    (4, False, [], False, "error (pytest exit status 4)"),
+    (2, True, [(1, 0)], False, "timed out after 60 s (interrupted; 1 result files kept)"),
 ])
-def test_a_backend_counts_as_run_only_when_it_finished_and_saved(
-        exit_code, timed_out, files, ran, status):
+def test_a_backend_counts_as_run_only_when_it_finished_and_timed_something(
+        tmp_path, exit_code, timed_out, files, ran, status):
+    paths = []
+    for number, (rows, failures) in enumerate(files, 1):
+        paths.append(tmp_path / f"{number:04d}_20261127-100000.json")
+        paths[-1].write_text(json.dumps({"benchmarks": [{}] * rows,
+                                         "fashion_bench_failures": [{}] * failures}))
     item = kit_run.BackendRun("jax", [], exit_code=exit_code, timeout_s=60)
-    kit_run.describe(item, timed_out, [Path(f"r{i}.json") for i in range(files)], False)
+    kit_run.describe(item, timed_out, paths, False)
     assert (item.ran, item.status) == (ran, status)
 
 
