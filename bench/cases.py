@@ -19,7 +19,7 @@ STRATEGIES = ("mirrored", "multiworker")
 VARIANTS = ("keras-fit", "tutorial-eager")
 SHORT_PRECISIONS = tuple(PRECISIONS.values())  # fp32, fp16, bf16
 POLICY = {short: full for full, short in PRECISIONS.items()}
-MATRICES = ("quick", "full", "tiny")
+MATRICES = ("quick", "full", "tiny", "ci")
 
 # Time-to-accuracy targets (MLPerf-style quality bars) and epoch caps.
 TTA_TARGETS = {"mlp": (0.88, 20), "cnn": (0.91, 15)}
@@ -182,9 +182,17 @@ def _tiny(device: str, backend: str) -> list[Case]:
             Case("inference", "mlp", device, 64, rounds=2, backend=backend)]
 
 
+def _ci(device: str, backend: str) -> list[Case]:
+    """A small real matrix for comparing two hardware configurations in CI (a minute)."""
+    cases = [Case("train", "mlp", device, 128, rounds=3), Case("train", "mlp", device, 1024,
+                                                              rounds=3),
+             Case("inference", "mlp", device, 1024), Case("latency", "mlp", device, 1)]
+    return [dataclasses.replace(c, backend=backend) for c in cases]
+
+
 def build_matrix(name: str, devices: Sequence[str], backend: str = "tensorflow") -> list[Case]:
-    """Every case of matrix ``name`` (quick, full or tiny) for each device, in order."""
-    builders = {"quick": _quick, "full": _full, "tiny": _tiny}
+    """Every case of matrix ``name`` (quick, full, tiny or ci) for each device, in order."""
+    builders = {"quick": _quick, "full": _full, "tiny": _tiny, "ci": _ci}
     if name not in builders:
         raise ValueError(f"unknown matrix {name!r}; choose one of: {', '.join(MATRICES)}")
     return [case for device in devices for case in builders[name](device, backend)]

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-import fashion_core  # noqa: F401 - picks the Keras backend when KERAS_BACKEND is unset
+import fashion_core  # picks the Keras backend when KERAS_BACKEND is unset
 from bench import cases as matrix
 from bench import machine
 from bench.journal import STATUS_COMPLETE, STATUS_INTERRUPTED, Journal, recover_orphans
@@ -28,7 +28,7 @@ from bench.lock import MachineLock
 from bench.measure import wait_for_quiet
 from bench.results import save_run
 
-BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+BACKEND = fashion_core.BACKEND_CHOICE.name or "tensorflow"
 # Set by ``--bench-repeat N`` for each of the N runs it starts (see pytest_cmdline_main).
 RUN_GROUP_ENV = "FASHION_BENCH_RUN_GROUP"
 REPEAT_ENV = "FASHION_BENCH_REPEAT"
@@ -38,8 +38,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("fashion-bench", "fashion-bench benchmark matrix")
     group.addoption("--bench-matrix", default="quick", choices=matrix.MATRICES,
                     help="quick (default: every axis, under 10 minutes on 2 CPU cores), "
-                         "full (every combination; hours on a CPU), or tiny (2 cases, for "
-                         "testing the harness)")
+                         "full (every combination; hours on a CPU), tiny (2 cases, for "
+                         "testing the harness) or ci (4 MLP cases on real data, about a "
+                         "minute: CI's hardware comparison)")
     group.addoption("--bench-device", default=None, metavar="LIST",
                     help="devices to run on, comma-separated (cpu,gpu:0); default: the CPU, "
                          "every GPU found, and gpu:0 (skipped, with the reason, if absent)")
@@ -117,6 +118,7 @@ class BenchState:
         self.journaled: set[int] = set()  # ids of benchmark entries already journaled
         self.lock: MachineLock | None = None
         self.data_source = "fashion-mnist"
+        self.wanted_devices: list[str] | None = None  # --bench-device, resolved
         self.notes: list[str] = []  # said in the terminal summary
         self._backend = None
         self._meters: dict = {}
@@ -272,6 +274,14 @@ def pytest_configure(config):
     state = config._fashion_bench = BenchState()
     if not hasattr(config.option, "bench_matrix"):
         return
+    from fashion_core.backends import BackendError
+
+    try:
+        fashion_core.BACKEND_CHOICE.check()
+    except BackendError as error:
+        raise pytest.UsageError(str(error)) from None
+    if fashion_core.BACKEND_CHOICE.automatic:
+        state.notes.append(f"backend {fashion_core.BACKEND_CHOICE.describe()}")
     state.max_contention = config.getoption("--bench-max-contention")
     if config.getoption("--bench-data") == "synthetic":
         state.data_source = "synthetic"
@@ -311,22 +321,25 @@ def pytest_configure(config):
 
 
 def _check_devices(config, state: BenchState) -> None:
-    """A device asked for by name must be there: one line, before any case runs."""
+    """A device asked for by name must be there: one line, before any case runs.
+
+    ``auto`` means the first GPU, else the CPU. The resolved names are kept for
+    :func:`pytest_generate_tests`.
+    """
     wanted = matrix.parse_list(config.getoption("--bench-device"))
     if not wanted:
         return
-    from fashion_core.backends import DeviceError, parse_device
+    from fashion_core.backends import DeviceError, resolve_device
 
-    present = state.device_names()
+    devices = state.backend.list_devices()
+    resolved = []
     for name in wanted:
         try:
-            device = parse_device(name)
+            resolved.append(resolve_device(name, devices).name)
         except DeviceError as error:
-            raise pytest.UsageError(f"--bench-device: {error}") from None
-        if device not in present:
-            raise pytest.UsageError(
-                f"--bench-device: device {name!r} is not there on the {BACKEND} backend; "
-                f"devices found: {', '.join(present)}")
+            raise pytest.UsageError(f"--bench-device: {error} (on the {BACKEND} backend)") \
+                from None
+    state.wanted_devices = list(dict.fromkeys(resolved))
 
 
 def _take_machine_lock(config, state: BenchState) -> None:
@@ -392,11 +405,8 @@ def pytest_generate_tests(metafunc):
     option = metafunc.config.getoption
     state = _state(metafunc.config)
     present = state.device_names()
-    wanted = matrix.parse_list(option("--bench-device"))
-    if wanted:
-        from fashion_core.backends import parse_device
-
-        devices = [parse_device(d) for d in wanted]
+    if state.wanted_devices:
+        devices = state.wanted_devices
     else:
         devices = list(dict.fromkeys(present + ["gpu:0"]))
     cases = matrix.filter_cases(

@@ -27,7 +27,8 @@ def test_time_to_accuracy(benchmark, case, dataset, bench_state):
     if result.time_to_accuracy is None:
         pytest.fail(f"did not reach test accuracy {target} within {cap} epochs "
                     f"(last {result.test_accuracy:.4f})")
-    record(benchmark, case, state=bench_state, target_accuracy=target, reached=True, epochs=len(result.epochs),
+    record(benchmark, case, state=bench_state, target_accuracy=target, reached=True,
+           epochs=len(result.epochs),
            seconds_to_accuracy=result.time_to_accuracy, final_accuracy=result.test_accuracy,
            compile_seconds=result.compile_seconds, device_kind=result.device.split(":")[0].upper(),
            device_name=result.device_model)
