@@ -266,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-data", action="store_true",
                       help="carry no data (the box then needs --data DIR or --data synthetic)")
     parser.add_argument("--max-mib", type=float, default=DEFAULT_MAX_MIB, metavar="MIB",
-                        help=f"refuse a bundle larger than this (default: {DEFAULT_MAX_MIB:g}; "
-                             f"the device tool carries 64 MiB in all)")
+                        help=f"refuse a bundle larger than this (default: {DEFAULT_MAX_MIB:g}, "
+                             f"to fit services that carry at most 64 MiB to a lent box)")
     return parser
 
 

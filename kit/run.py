@@ -44,11 +44,11 @@ from kit.bundle import KitError
 PROJECT = Path(__file__).resolve().parent.parent
 BACKENDS = ("jax", "torch", "tensorflow")  # the order they run in
 EXIT_ALL_RAN, EXIT_SOME_DID_NOT, EXIT_CANNOT_START = 0, 1, 2
-DEFAULT_BUDGET_S = 540  # one 10-minute command of the device tool, with room to spare
+DEFAULT_BUDGET_S = 540  # fits a box lent for 10-minute commands, with room to spare
 REPORT_RESERVE_S = 60  # kept back from the backends for the report (plots included)
 MIN_BACKEND_S = 30  # less than this left: a backend is not started at all
 SIGINT_GRACE_S = 30  # pytest writes the finished cases as an interrupted run meanwhile
-PACK_LIMIT_MIB = 16  # what one file the device tool brings back may weigh
+PACK_LIMIT_MIB = 16  # the largest file some lending services hand back
 SITE_MARK = ".fashion-bench-kit-site"  # only a folder holding this is ever wiped
 # What the harness needs from the box itself (the kit carries Keras and its needs only).
 BOX_NEEDS = ("numpy", "pytest", "pytest-benchmark", "psutil", "pandas", "scipy")
@@ -111,10 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run.sh", formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s OUT_DIR [options] [-- extra pytest arguments]",
         description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-        epilog="exit status: 0 every backend ran to the end (failing cases allowed: they are "
-               "recorded) and the report was written; 1 a backend did not (timed out, "
-               "crashed, not installed though named, no cases) or the report failed; "
-               "2 the kit could not start (damaged bundle, failed install, bad options)")
+        epilog="exit status: 0 every backend ran to the end, timed at least one case (failed "
+               "cases are allowed: they are recorded) and the report was written; 1 a "
+               "backend did not (timed out, crashed, every case failed, not installed "
+               "though named, no cases) or the report failed; 2 the kit could not start "
+               "(damaged bundle, failed install, bad options)")
     parser.add_argument("out", type=Path, metavar="OUT_DIR",
                         help="folder for results/, report/, kit.log and summary.json "
                              "(created; results of earlier runs there are kept and reported)")
@@ -152,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the one running this script; run.sh uses $PYTHON or python3)")
     parser.add_argument("--pack", type=Path, metavar="FILE.tar.gz",
                         help="at the end, pack OUT_DIR (results, report, log, summary) into "
-                             "this one file: the device tool brings back at most 8 files, "
-                             "2 folders deep")
+                             "this one file, for a box that hands back only a few files or "
+                             "shallow folders (results lie 3 folders down)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip checking the bundle's files against their sha256")
     parser.add_argument("--dry-run", action="store_true",
@@ -450,8 +451,8 @@ def pack(out: Path, target: Path, log: Log) -> None:
     size_mib = target.stat().st_size / 2**20
     log(f"packed {out} into {target} ({size_mib:.2f} MiB; unpack with tar -xzf)")
     if size_mib > PACK_LIMIT_MIB:
-        log(f"kit: warning: the pack is over {PACK_LIMIT_MIB} MiB, more than the device tool "
-            f"brings back in one file; rerun the report with --no-plots or split the results")
+        log(f"kit: warning: the pack is over {PACK_LIMIT_MIB} MiB, more than some services "
+            f"hand back in one file; pack OUT_DIR/results alone, or split it")
 
 
 def run(args: argparse.Namespace) -> int:
