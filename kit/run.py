@@ -77,7 +77,7 @@ class Log:
     """Prints each line and appends it to OUT/kit.log (nothing is written in a dry run)."""
 
     def __init__(self, path: Path | None) -> None:
-        self.file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self.file = open(path, "a", encoding="utf-8") if path else None
 
     def __call__(self, text: str = "") -> None:
         print(text, flush=True)
@@ -555,6 +555,8 @@ def _run(args, log: Log, root: Path | None, manifest: dict, out: Path, results: 
     if after["keras_file"]:
         log(f"keras from: {after['keras_file']}")
     missing = [name for name in BOX_NEEDS if not after["versions"].get(name)]
+    if not after["modules"].get("keras"):
+        missing.append("keras (build the bundle with its wheels, or drop --wheels none)")
     if missing and not args.dry_run:
         raise KitError(f"{args.python} lacks {', '.join(missing)}, which the harness needs and "
                        f"the kit does not carry; add them to kit/wheels.txt and rebuild")
