@@ -52,6 +52,9 @@ def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
     folder = Path(root) / machine_id
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a result file is for everyone
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(output, f, indent=2, sort_keys=False, default=str)
