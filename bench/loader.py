@@ -3,7 +3,15 @@
 A result file is what ``pytest --benchmark-json`` writes, with the fashion-bench
 block ``machine_info.fashion_bench`` (machine id, devices, calibration) and the list
 ``fashion_bench_failures`` of cases that raised. Files are kept under
-``results/<machine_id>/NNNN_<YYYYmmdd-HHMMSS>.json``; the loader only reads them.
+``results/<machine_id>/NNNN_<YYYYmmdd-HHMMSS>.json`` (runs on synthetic data under
+``results/synthetic/<machine_id>/``); the loader only reads them.
+
+Schema 1 and 2 are read. Schema 2 adds, per run, ``data`` (``fashion-mnist`` or
+``synthetic``), ``run_group``/``repeat`` (runs made by one ``--bench-repeat N``),
+``calibration_gflops_by_dtype`` and the top-level ``fashion_bench_status``; per row,
+``contention``/``contended``/``concurrent``, ``compute_dtype``, ``peak_gflops``, the
+energy figures and ``test_accuracy``. Schema-1 files get the defaults a schema-1 run
+implies (real data, complete, float32 calibration only, contention not measured).
 
 Bad input never raises: each skipped file gives exactly one warning line that names
 it (see :class:`WarningLog`), so a report over a folder with one broken file still
@@ -23,8 +31,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: The newest ``machine_info.fashion_bench.schema`` this module understands.
-SUPPORTED_SCHEMA = 1
+#: The ``machine_info.fashion_bench.schema`` versions this module reads; the last is the newest.
+SUPPORTED_SCHEMAS = (1, 2)
+SUPPORTED_SCHEMA = SUPPORTED_SCHEMAS[-1]
+
+#: ``data`` of runs on real Fashion-MNIST (also what schema-1 files mean) and of the
+#: harness's random stand-in, which the report leaves out unless asked.
+REAL_DATA = "fashion-mnist"
+SYNTHETIC_DATA = "synthetic"
+#: Top-level ``fashion_bench_status`` of a result file (absent in old files: complete).
+RUN_COMPLETE = "complete"
+RUN_STATUSES = (RUN_COMPLETE, "interrupted", "incomplete")
+
+#: The dtype a case computes in, for rows that do not say (schema 1): its precision.
+COMPUTE_DTYPE_OF_PRECISION = {
+    "fp32": "float32", "fp16": "float16", "bf16": "bfloat16",
+    "float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16",
+}
 
 #: Fields of ``machine_info.fashion_bench`` without which a file cannot be placed.
 REQUIRED_MACHINE_FIELDS = ("schema", "machine_id")
@@ -40,9 +63,11 @@ CASE_KEY = ["machine_id", "suite", "case"]
 
 #: Columns that lead the long-form table; the other ``extra_info`` fields follow.
 LEADING_COLUMNS = [
-    "machine_id", "label", "run", "run_file", "run_datetime",
+    "machine_id", "label", "run", "run_file", "run_datetime", "run_status", "data",
+    "run_group", "repeat",
     "suite", "case", "model", "backend", "device", "device_kind", "device_name",
-    "batch_size", "precision", "xla", "status",
+    "batch_size", "precision", "compute_dtype", "xla", "status",
+    "contended", "concurrent", "contention",
 ]
 STATS_COLUMNS = [
     "median", "iqr", "q1", "q3", "stddev", "mean", "min", "max", "rounds", "iterations",
@@ -54,7 +79,9 @@ FAILURE_COLUMNS = [
 #: Metrics proportional to the time of one round: pooled by rescaling to the pooled median.
 TIME_LIKE_METRICS = ("seconds_per_epoch", "seconds_per_batch")
 #: Metrics inversely proportional to the time of one round (work per round / time).
-RATE_LIKE_METRICS = ("samples_per_second", "gflops", "peak_fraction")
+RATE_LIKE_METRICS = ("samples_per_second", "gflops", "peak_fraction", "peak_share")
+#: Row flags that spoil a row if any pooled run had them.
+SPOILED_FLAGS = ("contended", "concurrent")
 
 _FILENAME_TIME = re.compile(r"(\d{8}-\d{6})")
 
@@ -81,7 +108,12 @@ class WarningLog:
 
 @dataclasses.dataclass
 class Run:
-    """One result file that passed validation."""
+    """One result file that passed validation.
+
+    ``status`` is the file's ``fashion_bench_status`` (``complete``, ``interrupted`` for
+    a session stopped by Ctrl-C, ``incomplete`` for one recovered from the journal of a
+    process that died); ``data`` is ``fashion-mnist`` or ``synthetic``.
+    """
 
     path: Path
     machine_id: str
@@ -89,6 +121,21 @@ class Run:
     machine: dict
     benchmarks: list[dict]
     failures: list[dict]
+    status: str = RUN_COMPLETE
+    data: str = REAL_DATA
+
+    @property
+    def run_group(self) -> str | None:
+        group = self.machine.get("run_group")
+        return str(group) if group else None
+
+    @property
+    def repeat(self) -> str | None:
+        """``"2/3"`` for repeat 2 of 3 of a ``--bench-repeat`` group, else None."""
+        repeat = self.machine.get("repeat")
+        if isinstance(repeat, list) and len(repeat) == 2:
+            return f"{repeat[0]}/{repeat[1]}"
+        return None
 
 
 @dataclasses.dataclass
@@ -97,13 +144,15 @@ class ResultSet:
 
     ``benchmarks`` is the long form: one row per benchmark per run, the raw rounds
     kept as a list in ``raw_rounds``. ``machines`` holds one row per machine id,
-    described by its newest run.
+    described by its newest run. ``synthetic_left_out`` counts the runs on synthetic
+    data that were not loaded (``include_synthetic`` loads them).
     """
 
     benchmarks: pd.DataFrame
     failures: pd.DataFrame
     machines: pd.DataFrame
     runs: list[Run]
+    synthetic_left_out: int = 0
 
     @property
     def empty(self) -> bool:
@@ -231,9 +280,16 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
                        "(machine_info.fashion_bench is not an object); skipped")
         return None
     schema = machine.get("schema")
-    if isinstance(schema, bool) or not isinstance(schema, int) or schema != SUPPORTED_SCHEMA:
+    readable = f"this report reads schemas {SUPPORTED_SCHEMAS[0]}-{SUPPORTED_SCHEMA}"
+    if (not isinstance(schema, bool) and isinstance(schema, int)
+            and schema > SUPPORTED_SCHEMA):
+        log.warn(path, f"newer schema {schema} ({readable}): written by a newer "
+                       f"fashion-bench; update this checkout (git pull, or pip install -U) "
+                       f"to read it; skipped")
+        return None
+    if isinstance(schema, bool) or schema not in SUPPORTED_SCHEMAS:
         log.warn(path, f"older/unknown schema (fashion_bench.schema is {schema!r}; "
-                       f"this report reads schema {SUPPORTED_SCHEMA}); skipped")
+                       f"{readable}); skipped")
         return None
     missing = [f"fashion_bench.{f}" for f in REQUIRED_MACHINE_FIELDS if f not in machine]
     if "machine_id" in machine and not (isinstance(machine["machine_id"], str)
@@ -245,6 +301,12 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
     failures_raw = document.get("fashion_bench_failures", [])
     if not isinstance(failures_raw, list) or not all(isinstance(f, dict) for f in failures_raw):
         missing.append("fashion_bench_failures (a list of objects)")
+    run_status = document.get("fashion_bench_status", RUN_COMPLETE)
+    if run_status not in RUN_STATUSES:
+        missing.append(f"fashion_bench_status (one of {', '.join(RUN_STATUSES)})")
+    data = machine.get("data") or REAL_DATA
+    if not isinstance(data, str):
+        missing.append("fashion_bench.data (a string)")
     if missing:
         log.warn(path, f"older/unknown schema (missing or invalid {', '.join(missing)}); skipped")
         return None
@@ -274,12 +336,26 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
             log.warn(path, "holds no benchmarks and no failures; skipped")
             return None
     return Run(path=path, machine_id=machine_id, datetime=_run_datetime(document, path),
-               machine=machine, benchmarks=benchmarks, failures=failures)
+               machine=machine, benchmarks=benchmarks, failures=failures, status=run_status,
+               data=data)
 
 
 def device_kind(device: str) -> str:
     """``cpu`` -> ``CPU``, ``gpu:0`` -> ``GPU``, ``tpu:1`` -> ``TPU``."""
     return device.split(":", 1)[0].upper()
+
+
+def compute_dtype_of(row: dict) -> str | None:
+    """The dtype a row computes in: its ``compute_dtype``, else its precision's."""
+    dtype = row.get("compute_dtype")
+    if isinstance(dtype, str) and dtype:
+        return dtype
+    return COMPUTE_DTYPE_OF_PRECISION.get(str(row.get("precision")))
+
+
+def _flag(value: object) -> bool | None:
+    """A row flag: True/False as recorded, None where it was not measured (schema 1)."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else None
 
 
 def _benchmark_row(run: Run, benchmark: dict) -> dict:
@@ -292,12 +368,23 @@ def _benchmark_row(run: Run, benchmark: dict) -> dict:
     if not isinstance(row.get("device_kind"), str):
         row["device_kind"] = device_kind(extra["device"])
     calibration = _calibration(run.machine)
+    # A session that ran beside another one says so in its machine block and its rows.
+    concurrent = _flag(extra.get("concurrent"))
+    if run.machine.get("concurrent") is True:
+        concurrent = True
     row.update({
         "machine_id": run.machine_id,
         "label": f"{run.machine_id}/{extra['device']}",
         "run": run.path.name,
         "run_file": str(run.path),
         "run_datetime": run.datetime,
+        "run_status": run.status,
+        "data": run.data,
+        "run_group": run.run_group,
+        "repeat": run.repeat,
+        "compute_dtype": compute_dtype_of(extra),
+        "contended": _flag(extra.get("contended")),
+        "concurrent": concurrent,
         "name": benchmark.get("name"),
         "group": benchmark.get("group"),
         "calibration_gflops": calibration.get(extra["device"]),
@@ -315,6 +402,63 @@ def _calibration(machine: dict) -> dict:
     """``calibration_gflops`` when it is an object, else empty (it is optional)."""
     calibration = machine.get("calibration_gflops")
     return dict(calibration) if isinstance(calibration, dict) else {}
+
+
+def calibration_by_dtype(machine: dict) -> dict[str, dict[str, float]]:
+    """``{device: {dtype: GFLOP/s}}`` of one run.
+
+    Schema 2 has ``calibration_gflops_by_dtype``; ``calibration_gflops`` (every schema)
+    is the float32 figure.
+    """
+    rates: dict[str, dict[str, float]] = {}
+    by_dtype = machine.get("calibration_gflops_by_dtype")
+    if isinstance(by_dtype, dict):
+        for device, values in by_dtype.items():
+            if isinstance(values, dict):
+                for dtype, value in values.items():
+                    if _is_number(value) and value > 0:
+                        rates.setdefault(str(device), {})[str(dtype)] = float(value)
+    for device, value in _calibration(machine).items():
+        if _is_number(value) and value > 0:
+            rates.setdefault(str(device), {}).setdefault("float32", float(value))
+    return rates
+
+
+def best_calibration(runs: Iterable[Run]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{machine_id: {device: {dtype: best GFLOP/s}}}``: the denominator of peak shares.
+
+    The best matmul rate measured on a device in a dtype by any backend in any run of
+    the machine: a framework-neutral figure, so a share of it is comparable across
+    backends and above 100% only when a model truly beat that matmul.
+    """
+    best: dict[str, dict[str, dict[str, float]]] = {}
+    for run in runs:
+        for device, rates in calibration_by_dtype(run.machine).items():
+            slot = best.setdefault(run.machine_id, {}).setdefault(device, {})
+            for dtype, value in rates.items():
+                slot[dtype] = max(value, slot.get(dtype, 0.0))
+    return best
+
+
+def _add_peak_shares(frame: pd.DataFrame, runs: list[Run]) -> pd.DataFrame:
+    """``best_peak_gflops`` (the denominator) and ``peak_share`` = gflops over it.
+
+    No calibration of the row's dtype on its machine: both NaN, never a share of the
+    float32 figure.
+    """
+    best = best_calibration(runs)
+    denominators = [
+        best.get(m, {}).get(d, {}).get(t, np.nan) if isinstance(t, str) else np.nan
+        for m, d, t in zip(frame["machine_id"], frame["device"], frame["compute_dtype"],
+                           strict=True)
+    ]
+    frame["best_peak_gflops"] = denominators
+    if "gflops" in frame:
+        frame["peak_share"] = pd.to_numeric(frame["gflops"], errors="coerce") \
+            / frame["best_peak_gflops"]
+    else:
+        frame["peak_share"] = np.nan
+    return frame
 
 
 def _ordered_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -336,6 +480,7 @@ def _machines_frame(runs: list[Run]) -> pd.DataFrame:
         info = newest.machine
         rows.append({
             "machine_id": machine_id,
+            "best_peak_gflops": best_calibration(machine_runs).get(machine_id, {}),
             "cpu_model": info.get("cpu_model"),
             "cpu_cores": info.get("cpu_cores"),
             "gpus": [str(g) for g in info["gpus"]] if isinstance(info.get("gpus"), list) else [],
@@ -355,16 +500,24 @@ def _machines_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[
         "machine_id", "cpu_model", "cpu_cores", "gpus", "memory_bytes", "backend",
         "tensorflow", "keras", "cuda", "calibration_gflops", "calibration_by_backend", "runs",
-        "newest_run", "newest_datetime"])
+        "newest_run", "newest_datetime", "best_peak_gflops"])
 
 
-def load_results(paths: Iterable[str | Path], log: WarningLog) -> ResultSet:
-    """Load every valid result file under ``paths`` (files or folders)."""
+def load_results(paths: Iterable[str | Path], log: WarningLog,
+                 include_synthetic: bool = False) -> ResultSet:
+    """Load every valid result file under ``paths`` (files or folders).
+
+    Runs on synthetic data are counted in ``synthetic_left_out`` and not loaded, unless
+    ``include_synthetic``.
+    """
     runs = [run for path in find_result_files(paths, log)
             if (run := read_run(path, log)) is not None]
+    synthetic = [run for run in runs if run.data == SYNTHETIC_DATA]
+    if not include_synthetic:
+        runs = [run for run in runs if run.data != SYNTHETIC_DATA]
     rows = [_benchmark_row(run, b) for run in runs for b in run.benchmarks]
     if rows:
-        benchmarks = _ordered_columns(pd.DataFrame(rows))
+        benchmarks = _ordered_columns(_add_peak_shares(pd.DataFrame(rows), runs))
         benchmarks = benchmarks.sort_values(["machine_id", "run_datetime", "run", "suite", "case"],
                                             kind="stable").reset_index(drop=True)
     else:
@@ -376,7 +529,8 @@ def load_results(paths: Iterable[str | Path], log: WarningLog) -> ResultSet:
     ]
     failures = pd.DataFrame(failure_rows, columns=FAILURE_COLUMNS)
     return ResultSet(benchmarks=benchmarks, failures=failures,
-                     machines=_machines_frame(runs), runs=runs)
+                     machines=_machines_frame(runs), runs=runs,
+                     synthetic_left_out=0 if include_synthetic else len(synthetic))
 
 
 # --------------------------------------------------------------------------- selection
@@ -425,6 +579,13 @@ def _pool_group(group: pd.DataFrame) -> dict:
                                                  "per_replica_batch", "global_batch"):
             continue
         values = group[column]
+        if column in SPOILED_FLAGS:
+            flags = [v for v in values if isinstance(v, (bool, np.bool_))]
+            row[column] = any(flags) if flags else None
+            continue
+        if column == "contention":
+            row[column] = pd.to_numeric(values, errors="coerce").max()
+            continue
         if column in RATE_LIKE_METRICS:
             work = pd.to_numeric(values, errors="coerce") * medians
             row[column] = _median_of(work) / pooled_median if pooled_median else np.nan
@@ -482,3 +643,47 @@ def current_failures(results: ResultSet, all_runs: bool) -> pd.DataFrame:
 def is_missing(value: object) -> bool:
     """True for None and NaN (cells of optional metrics)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def is_spoiled(record: dict) -> bool:
+    """A row timed while others used the machine: ``contended`` or ``concurrent``."""
+    return any(record.get(flag) is True or isinstance(record.get(flag), np.bool_)
+               and bool(record.get(flag)) for flag in SPOILED_FLAGS)
+
+
+def spoiled_mask(frame: pd.DataFrame) -> pd.Series:
+    """Per row of ``frame``: :func:`is_spoiled`."""
+    if frame.empty:
+        return pd.Series([], dtype=bool, index=frame.index)
+    mask = pd.Series(False, index=frame.index)
+    for flag in SPOILED_FLAGS:
+        if flag in frame:
+            mask |= frame[flag].map(lambda v: v is True or (isinstance(v, np.bool_) and bool(v)))
+    return mask
+
+
+def run_spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """Run-to-run spread of each (machine, suite, case) with at least two runs.
+
+    The unit is a run (one result file, one process): its median time per round. Rows
+    marked contended or concurrent are left out, since they measure the other load.
+    Columns: machine_id, suite, case, label, runs, fastest, median, slowest, spread
+    (slowest / fastest - 1, the figure a 10% threshold is held against).
+    """
+    columns = ["machine_id", "suite", "case", "label", "runs", "fastest", "median",
+               "slowest", "spread"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    usable = frame[~spoiled_mask(frame)]
+    rows = []
+    for (machine_id, suite, case), group in usable.groupby(CASE_KEY, sort=True):
+        medians = pd.to_numeric(group["median"], errors="coerce").dropna()
+        medians = medians[medians > 0]
+        if len(medians) < 2:
+            continue
+        rows.append({"machine_id": machine_id, "suite": suite, "case": case,
+                     "label": group["label"].iloc[0], "runs": len(medians),
+                     "fastest": float(medians.min()), "median": float(medians.median()),
+                     "slowest": float(medians.max()),
+                     "spread": float(medians.max() / medians.min() - 1.0)})
+    return pd.DataFrame(rows, columns=columns)

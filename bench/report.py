@@ -2,7 +2,9 @@
 
 Report mode reads result files (``results/`` by default), prints the comparison
 tables and writes REPORT.md, report.csv and three PNG plots. Gate mode
-(``--compare OLD NEW``) compares two sets of results and exits 1 on a regression.
+(``--compare OLD NEW``) compares two sets of runs and exits 1 on a regression.
+Both first publish the journals of bench sessions that died under the paths they read
+(:func:`bench.journal.recover_orphans`), so a killed run is reported, marked incomplete.
 See ``python -m bench.report --help``.
 """
 
@@ -17,7 +19,16 @@ import pandas as pd
 
 from bench.atomic import write_atomic
 from bench.compare import ALPHA, parse_threshold, run_gate
-from bench.loader import WarningLog, current_failures, load_results, select_runs
+from bench.journal import recover_orphans
+from bench.loader import (
+    ResultSet,
+    WarningLog,
+    current_failures,
+    load_results,
+    run_spread,
+    select_runs,
+    spoiled_mask,
+)
 from bench.plots import write_plots
 from bench.tables import build_report, choose_baseline
 
@@ -27,8 +38,8 @@ REPORT_CSV = "report.csv"
 DEFAULT_FAIL_SLOWER = 0.10
 
 EXIT_OK = 0
-EXIT_REGRESSION = 1
-EXIT_STRICT = 2  # also what argparse uses for usage errors
+EXIT_REGRESSION = 1  # the gate failed; in report mode: --strict and spoiled rows shown
+EXIT_STRICT = 2  # bad input, unwritable outputs, warnings under --strict; also argparse's
 
 DESCRIPTION = """\
 Report on fashion-bench results, or gate a change on them.
@@ -45,15 +56,26 @@ machine block) under PATHS, searched recursively for *.json, and:
   * writes REPORT.md, report.csv (one row per benchmark per run) and the plots
     throughput_vs_batch.png, speedup_precision_xla.png and time_to_accuracy.png
     into --out. Files are replaced atomically; result JSON files are never written.
+  * marks cells timed while other processes took the machine: † contended (more
+    than the run's --bench-max-contention of the CPU, or others on the GPU),
+    ‡ concurrent (beside another bench session); ‼ a share of peak above 100%.
+    Shares of peak divide by the best matmul measured on the device in the row's
+    dtype by any backend in any run of that machine.
+  * lists every run (incomplete and interrupted ones marked) and, for cases with
+    several runs, the run-to-run spread: what a 10% difference means there.
 
 Gate mode (--compare OLD NEW) compares the median time per round of each case of
 the same machine id; a case regresses when it is slower by more than
 --fail-slower and the difference is past the noise (Mann-Whitney U test on the
 raw rounds, alpha {alpha}, or non-overlapping [min, max] with few rounds).
 
-Bad input (not JSON, another project's pytest-benchmark file, an unknown schema,
-an empty folder, a run where every case failed) gives one warning line naming
-the file; the rest is still reported.
+Both modes first publish the journals of bench sessions that died under the
+given paths as result files marked incomplete. Runs on synthetic data
+(--bench-data synthetic) are left out, with a note, unless --include-synthetic.
+
+Bad input (not JSON, another project's pytest-benchmark file, an unknown or
+newer schema, an empty folder, a run where every case failed) gives one warning
+line naming the file; the rest is still reported.
 """
 
 EPILOG = """\
@@ -67,7 +89,8 @@ examples:
 
 exit status:
   0  report written / no case regressed
-  1  --compare: at least one case regressed
+  1  --compare: at least one case regressed; report mode: --strict and the report
+     shows rows marked contended or concurrent
   2  usage error, outputs could not be written, or warnings under --strict
 """
 
@@ -103,9 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not draw the PNG plots (they are skipped with a warning anyway when "
              "matplotlib is missing)")
     parser.add_argument(
+        "--include-synthetic", action="store_true",
+        help="also read runs made on synthetic data (--bench-data synthetic; data = "
+             "\"synthetic\" in the file). By default they are left out with a note: their "
+             "figures are not Fashion-MNIST's.")
+    parser.add_argument(
         "--strict", action="store_true",
         help="exit with status 2 when there was any warning (after printing everything), "
-             "e.g. to fail CI on a broken or foreign result file")
+             "e.g. to fail CI on a broken or foreign result file; in report mode also exit "
+             "1 when a row shown is contended or concurrent")
     parser.add_argument(
         "--compare", nargs=2, metavar=("OLD", "NEW"),
         help="gate mode: compare NEW results against OLD (each a file or folder) case "
@@ -120,6 +149,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def recover_journals(paths: Sequence[str | Path]) -> None:
+    """Publish the journals of dead bench sessions under ``paths``; one note line each."""
+    existing = [path for path in paths if Path(path).exists()]
+    try:
+        recover_orphans(existing, log=lambda line: print(f"note: {line}", file=sys.stderr))
+    except OSError as error:
+        # A read-only results folder: report what is there rather than nothing.
+        print(f"note: journals of dead runs not recovered ({error}); reporting the result "
+              f"files as they are", file=sys.stderr)
+
+
+def report_notes(results: ResultSet) -> list[str]:
+    """Lines under the report's intro: runs left out, runs that did not complete."""
+    notes = []
+    if results.synthetic_left_out:
+        count = results.synthetic_left_out
+        notes.append(f"{count} run{'s' if count != 1 else ''} on synthetic data left out "
+                     f"(`--include-synthetic` includes {'them' if count != 1 else 'it'}).")
+    for run in results.runs:
+        if run.status == "incomplete":
+            notes.append(f"run `{run.path.name}` of `{run.machine_id}` is incomplete: its "
+                         f"process died and the {len(run.benchmarks)} case(s) it finished "
+                         f"were recovered from its journal (see Runs).")
+        elif run.status == "interrupted":
+            notes.append(f"run `{run.path.name}` of `{run.machine_id}` was interrupted "
+                         f"(Ctrl-C): it holds the {len(run.benchmarks)} case(s) finished "
+                         f"before (see Runs).")
+    return notes
+
+
 def long_form_csv(frame: pd.DataFrame) -> str:
     """The long-form table as CSV; raw rounds joined into one space-separated field."""
     table = frame.copy()
@@ -131,10 +190,15 @@ def long_form_csv(frame: pd.DataFrame) -> str:
 
 
 def make_report(paths: Sequence[str | Path], out_dir: Path, baseline_request: str | None,
-                all_runs: bool, draw_plots: bool, log: WarningLog) -> int:
+                all_runs: bool, draw_plots: bool, log: WarningLog,
+                include_synthetic: bool = False, strict: bool = False) -> int:
     """Report mode: load, print the report, write the outputs; returns the exit status."""
-    results = load_results(paths, log)
+    recover_journals(paths)
+    results = load_results(paths, log, include_synthetic)
+    notes = report_notes(results)
     if results.empty:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         print("no results to report; nothing written", file=sys.stderr)
         return EXIT_OK
     selected = select_runs(results.benchmarks, all_runs)
@@ -142,7 +206,9 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, baseline_request: st
     if problem:
         log.warn("--baseline", problem)
     report = build_report(results.machines, selected, current_failures(results, all_runs),
-                          baseline, all_runs, len(results.runs), log.messages)
+                          baseline, all_runs, len(results.runs), log.messages,
+                          runs=results.runs, spread=run_spread(results.benchmarks),
+                          notes=notes)
     print(report)
     written = []
     try:
@@ -155,6 +221,11 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, baseline_request: st
         print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
         return EXIT_STRICT
     print("wrote " + ", ".join(str(path) for path in written))
+    spoiled = int(spoiled_mask(selected).sum())
+    if strict and spoiled:
+        print(f"--strict: the report shows {spoiled} row(s) contended or concurrent "
+              f"(marked † / ‡); exit status {EXIT_REGRESSION}", file=sys.stderr)
+        return EXIT_REGRESSION
     return EXIT_OK
 
 
@@ -169,12 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = WarningLog()
     if args.compare:
         threshold = DEFAULT_FAIL_SLOWER if args.fail_slower is None else args.fail_slower
+        recover_journals(args.compare)
         text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
                                 all_runs=args.all_runs)
         print(text, end="")
     else:
         status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.baseline,
-                             args.all_runs, not args.no_plots, log)
+                             args.all_runs, not args.no_plots, log, args.include_synthetic,
+                             args.strict)
     if args.strict and log.messages:
         print(f"--strict: {len(log.messages)} warning(s); exit status {EXIT_STRICT}",
               file=sys.stderr)

@@ -13,6 +13,11 @@ Cell formats (each caption repeats the one it uses):
 * speedup ``3.10×``: how many times faster than the baseline machine/device
   (above 1 = faster), from throughput or time;
 * ``—``: no result.
+
+Marks after a cell (each caption with a marked cell gives the legend): ``†`` contended
+(other processes took more than the session's ``max_contention`` share of the CPU while
+the row was timed, or used its GPU), ``‡`` concurrent (timed while another bench session
+held the machine), ``‼`` a share of peak above 100%.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.loader import is_missing
+from bench.loader import Run, is_missing, is_spoiled
 
 NO_VALUE = "—"
 MODEL_ORDER = {"mlp": 0, "cnn": 1}
@@ -37,6 +42,17 @@ SUITE_ORDER = {"train": 0, "inference": 1, "latency": 2, "tta": 3, "compile": 4,
 #: Mixed-precision and XLA comparisons drawn in the plot and the table.
 MIXED_PRECISIONS = ("fp16", "bf16")
 ERROR_WIDTH = 100
+
+CONTENDED_MARK = "†"
+CONCURRENT_MARK = "‡"
+ABOVE_PEAK_MARK = "‼"
+MARK_LEGEND = {
+    CONTENDED_MARK: (f"{CONTENDED_MARK} = contended: other processes took more than the "
+                     f"run's threshold of the CPU (or used the GPU) while it was timed, "
+                     f"so the figure is not the machine's speed"),
+    CONCURRENT_MARK: (f"{CONCURRENT_MARK} = concurrent: timed while another bench session "
+                      f"held the machine"),
+}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -79,6 +95,14 @@ def format_spread(iqr: float, median: float, rounds: float) -> str:
         return ""
     percent = 100.0 * iqr / median
     return f" ±{percent:.1f}%" if percent < 10 else f" ±{percent:.0f}%"
+
+
+def format_run_spread(spread: float) -> str:
+    """Slowest / fastest run - 1 as a percentage: ``0.4%``, ``15%``; ``—`` for one run."""
+    if is_missing(spread):
+        return NO_VALUE
+    percent = 100.0 * spread
+    return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
 
 
 def format_speedup(ratio: float | None) -> str:
@@ -157,6 +181,25 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
 
 def caption(text: str) -> str:
     return f"_{text}_"
+
+
+def cell_marks(record: dict) -> str:
+    """``†`` for a contended row, ``‡`` for a concurrent one (see :data:`MARK_LEGEND`)."""
+    marks = ""
+    if record.get("contended") is True or (isinstance(record.get("contended"), np.bool_)
+                                           and bool(record.get("contended"))):
+        marks += CONTENDED_MARK
+    if record.get("concurrent") is True or (isinstance(record.get("concurrent"), np.bool_)
+                                            and bool(record.get("concurrent"))):
+        marks += CONCURRENT_MARK
+    return marks
+
+
+def marks_legend(rows: pd.DataFrame | Iterable[dict]) -> str:
+    """The legend of the marks that occur in ``rows`` ("" when none does)."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    present = {mark for record in records for mark in cell_marks(record)}
+    return "".join(f" {MARK_LEGEND[mark]}." for mark in MARK_LEGEND if mark in present)
 
 
 def selection_phrase(all_runs: bool) -> str:
@@ -288,8 +331,8 @@ def comparison_table(frame: pd.DataFrame, metric: Metric, baseline: str | None,
     for key in sorted(cells, key=lambda k: sort_keys[k]):
         by_label = cells[key]
         row = list(key)
-        row += [metric.cell(by_label[label]) if label in by_label else NO_VALUE
-                for label in labels]
+        row += [metric.cell(by_label[label]) + cell_marks(by_label[label])
+                if label in by_label else NO_VALUE for label in labels]
         base = metric.value(by_label[baseline]) if baseline in by_label else None
         for label in others:
             value = metric.value(by_label[label]) if label in by_label else None
@@ -301,7 +344,11 @@ def comparison_table(frame: pd.DataFrame, metric: Metric, baseline: str | None,
     return markdown_table(headers, rows, align)
 
 
-def _with_caption(text: str, table: str) -> str:
+def _with_caption(text: str, table: str,
+                  rows: pd.DataFrame | Iterable[dict] | None = None) -> str:
+    """Caption and table; with ``rows``, the caption ends with the legend of their marks."""
+    if rows is not None:
+        text += marks_legend(rows)
     return caption(text) + "\n\n" + table
 
 
@@ -340,7 +387,7 @@ def render_training_table(frame: pd.DataFrame, baseline: str | None, all_runs: b
             f"60,000 images, or the case's fixed number of steps), "
             f"{SPREAD_PHRASE}; {_speedup_phrase(rows, baseline, 'samples/s')} "
             f"{selection_phrase(all_runs)}")
-    return _with_caption(text, comparison_table(rows, THROUGHPUT, baseline))
+    return _with_caption(text, comparison_table(rows, THROUGHPUT, baseline), rows)
 
 
 def render_inference_table(frame: pd.DataFrame, baseline: str | None, all_runs: bool) -> str:
@@ -351,7 +398,7 @@ def render_inference_table(frame: pd.DataFrame, baseline: str | None, all_runs: 
     text = (f"Inference throughput: samples/s of the median pass over the 10,000 test "
             f"images, {SPREAD_PHRASE}; {_speedup_phrase(rows, baseline, 'samples/s')} "
             f"{selection_phrase(all_runs)}")
-    return _with_caption(text, comparison_table(rows, THROUGHPUT, baseline))
+    return _with_caption(text, comparison_table(rows, THROUGHPUT, baseline), rows)
 
 
 def _latency_cell(record: dict) -> str:
@@ -372,7 +419,7 @@ def render_latency_table(frame: pd.DataFrame, baseline: str | None, all_runs: bo
         return caption("No latency results.")
     text = (f"Single-sample inference latency (batch 1): p50 / p90 / p99 in ms; "
             f"{_speedup_phrase(rows, baseline, 'p50 latency')} {selection_phrase(all_runs)}")
-    return _with_caption(text, comparison_table(rows, LATENCY, baseline))
+    return _with_caption(text, comparison_table(rows, LATENCY, baseline), rows)
 
 
 def _tta_cell(record: dict) -> str:
@@ -409,7 +456,8 @@ def render_tta_table(frame: pd.DataFrame, baseline: str | None, all_runs: bool) 
             f"compile included (epochs run, final test accuracy); "
             f"{_speedup_phrase(rows, baseline, 'time, when both reached the target,')} "
             f"{selection_phrase(all_runs)}")
-    return _with_caption(text, comparison_table(rows, TIME_TO_ACCURACY, baseline, TTA_COLUMNS))
+    return _with_caption(text, comparison_table(rows, TIME_TO_ACCURACY, baseline, TTA_COLUMNS),
+                         rows)
 
 
 def _compile_seconds(record: dict) -> float | None:
@@ -436,7 +484,7 @@ def render_compile_table(frame: pd.DataFrame, baseline: str | None, all_runs: bo
     text = (f"Compile time: seconds to trace and compile the train step (the model is built "
             f"before the timer starts), {SPREAD_PHRASE}; "
             f"{_speedup_phrase(rows, baseline, 'time')} {selection_phrase(all_runs)}")
-    return _with_caption(text, comparison_table(rows, COMPILE, baseline))
+    return _with_caption(text, comparison_table(rows, COMPILE, baseline), rows)
 
 
 def _time_cell(record: dict) -> str:
@@ -465,33 +513,94 @@ def render_other_suite_table(frame: pd.DataFrame, suite: str, baseline: str | No
         metric, what, basis = TIME_PER_ROUND, "median seconds per round", "time"
     text = (f"Suite `{suite}`: {what}, {SPREAD_PHRASE}; "
             f"{_speedup_phrase(rows, baseline, basis)} {selection_phrase(all_runs)}")
-    return _with_caption(text, comparison_table(rows, metric, baseline))
+    return _with_caption(text, comparison_table(rows, metric, baseline), rows)
 
 
 def _peak_cell(record: dict) -> str:
-    fraction = number(record.get("peak_fraction"))
-    if fraction is None:
-        return NO_VALUE
+    """``56.0% (275 GFLOP/s)``; ``‼`` above 100%; ``—`` without a calibration of the dtype."""
     gflops = number(record.get("gflops"))
-    return format_percent(fraction) + (f" ({format_flops(gflops)})" if gflops is not None else "")
+    if gflops is None:
+        return NO_VALUE
+    share = number(record.get("peak_share"))
+    text = NO_VALUE if share is None else format_percent(share) + (
+        ABOVE_PEAK_MARK if share > 1.0 else "")
+    return f"{text} ({format_flops(gflops)})"
 
 
-PEAK = Metric(cell=_peak_cell, value=lambda r: number(r.get("peak_fraction")),
+PEAK = Metric(cell=_peak_cell, value=lambda r: number(r.get("peak_share")),
               higher_is_better=True)
 PEAK_COLUMNS = (KeyColumn("suite", "suite"),) + CASE_COLUMNS
 
+#: How the suites count FLOPs (fashion_core.models.flops_per_sample and
+#: train_flops_per_sample), against the usual 6 x MACs per sample for training.
+FLOP_CONVENTION = (
+    "FLOPs are counted exactly for the dense and convolution layers, a multiply-add = 2: "
+    "inference = the forward pass; training = 3 x the forward pass (forward, weight "
+    "gradients, input gradients) less the first layer's input gradient, which is never "
+    "computed. The usual 6 x MACs per sample counts that gradient too: for the MLP it "
+    "gives 1.46 MFLOP a sample against our 1.06 (its first layer holds 82% of the work), "
+    "for the CNN 25.4 against 25.0, so a 6 x MACs figure reads 38% (MLP) or 2% (CNN) "
+    "higher than ours for the same training run.")
+
 
 def render_peak_table(frame: pd.DataFrame, all_runs: bool) -> str:
-    """Achieved GFLOP/s as a share of each device's calibrated peak."""
+    """Achieved GFLOP/s as a share of the best calibration of the device in the row's dtype."""
     if frame.empty:
         return caption("No training or inference results.")
     rows = frame[frame["suite"].isin(["train", "inference"])]
-    if rows.empty or "peak_fraction" not in rows or rows["peak_fraction"].isna().all():
-        return caption("No training or inference results with a peak fraction.")
-    text = ("Share of the calibrated peak: achieved GFLOP/s (in brackets) over the device's "
-            "calibration GFLOP/s (see Machines). " + selection_phrase(all_runs))
+    if rows.empty or "gflops" not in rows or rows["gflops"].isna().all():
+        return caption("No training or inference results with GFLOP/s.")
+    text = ("Share of peak: achieved GFLOP/s (in brackets) over the best matmul rate "
+            "measured on that device in the dtype the case computes in (fp32 float32, fp16 "
+            "float16, bf16 bfloat16) by any backend in any run of the machine (best peak, "
+            "see Machines), so shares compare across backends; — = no calibration in that "
+            "dtype on that machine (schema-1 files calibrated float32 only). "
+            + FLOP_CONVENTION + " " + selection_phrase(all_runs))
+    shares = pd.to_numeric(rows.get("peak_share"), errors="coerce") \
+        if "peak_share" in rows else pd.Series(dtype=float)
+    if (shares > 1.0).any():
+        text += (f" {ABOVE_PEAK_MARK} = above 100%: faster than the best calibration matmul "
+                 f"of that dtype (the calibration was low, or the count is off).")
     table = comparison_table(rows, PEAK, baseline=None, key_columns=PEAK_COLUMNS)
-    return _with_caption(text, table)
+    return _with_caption(text, table, rows)
+
+
+def _energy_cell(record: dict) -> str:
+    """``95.2 J, 630/J, 210 W (nvml)``; ``unavailable`` where nothing measured energy."""
+    source = record.get("energy_source")
+    if not isinstance(source, str) or not source:
+        return NO_VALUE
+    joules = number(record.get("energy_joules"))
+    if source == "unavailable" or joules is None:
+        return "unavailable"
+    parts = [f"{sig3(joules)} J"]
+    per_joule = number(record.get("samples_per_joule"))
+    watts = number(record.get("watts"))
+    if per_joule is not None:
+        parts.append(f"{format_si(per_joule)}/J")
+    if watts is not None:
+        parts.append(f"{sig3(watts)} W")
+    return ", ".join(parts) + f" ({source})"
+
+
+ENERGY = Metric(cell=_energy_cell, value=lambda r: number(r.get("samples_per_joule")),
+                higher_is_better=True)
+
+
+def render_energy_table(frame: pd.DataFrame, all_runs: bool) -> str | None:
+    """Joules per epoch or pass, samples per joule and watts; None without energy fields."""
+    if frame.empty or "energy_source" not in frame:
+        return None
+    rows = frame[frame["suite"].isin(["train", "inference"]) & frame["energy_source"].notna()]
+    if rows.empty:
+        return None
+    text = ("Energy: joules per epoch (training) or per pass over the 10,000 test images "
+            "(inference), samples per joule and average watts over the timed rounds, with "
+            "the counter read: nvml (the GPU's total-energy counter) or rapl (the CPU "
+            "package); unavailable = the device has no counter this run could read (never "
+            "0). " + selection_phrase(all_runs))
+    table = comparison_table(rows, ENERGY, baseline=None, key_columns=PEAK_COLUMNS)
+    return _with_caption(text, table, rows)
 
 
 # --------------------------------------------------------------------------- precision/XLA
@@ -620,14 +729,14 @@ def render_scaling_table(frame: pd.DataFrame, all_runs: bool) -> str | None:
             str(r.get("precision")), "yes" if r["xla"] else "no",
             _int_text(r.get("per_replica_batch")), _int_text(r.get("replicas")),
             _int_text(r.get("global_batch", r.get("batch_size"))),
-            _throughput_cell(r), format_speedup(r["speedup"]),
+            _throughput_cell(r) + cell_marks(r), format_speedup(r["speedup"]),
             format_percent(r["efficiency"]) if r["efficiency"] is not None else NO_VALUE,
             f"{accuracy:.4f}" if accuracy is not None else NO_VALUE,
         ])
     text = ("Scaling: samples/s per replica count, " + SPREAD_PHRASE + "; speedup = thr(N)/thr(1) "
             "and efficiency = thr(N)/(N·thr(1)) against the 1-replica run of the same setup; "
             "test accuracy after the run's epochs. " + selection_phrase(all_runs))
-    return _with_caption(text, markdown_table(headers, rows, ["l"] * 7 + ["r"] * 6))
+    return _with_caption(text, markdown_table(headers, rows, ["l"] * 7 + ["r"] * 6), records)
 
 
 # --------------------------------------------------------------------------- reference loops
@@ -647,20 +756,22 @@ def render_reference_table(frame: pd.DataFrame, all_runs: bool) -> str | None:
     keys = ["label", "model", "batch_size", "precision", "backend"]
     headers = ["machine/device", "model", "batch", "precision", "backend",
                "compiled step s/epoch", "reference", "reference s/epoch", "speedup"]
-    rows = []
+    rows, shown = [], []
     for record in references.to_dict("records"):
         same = trains
         for key in keys:
             same = same[same[key] == record.get(key)]
         if not same.empty and same["xla"].map(is_true).any():
             same = same[same["xla"].map(is_true)]
-        ours = number(same.iloc[0].get("seconds_per_epoch")) if not same.empty else None
+        compiled = same.iloc[0].to_dict() if not same.empty else {}
+        ours = number(compiled.get("seconds_per_epoch"))
         theirs = number(record.get("seconds_per_epoch"))
+        shown += [record, compiled]
         rows.append([record["label"], str(record.get("model")), _int_text(record.get("batch_size")),
                      str(record.get("precision")), str(record.get("backend")),
-                     format_seconds(ours) if ours else NO_VALUE,
+                     format_seconds(ours) + cell_marks(compiled) if ours else NO_VALUE,
                      str(record.get("variant") or record.get("case")),
-                     format_seconds(theirs) if theirs else NO_VALUE,
+                     format_seconds(theirs) + cell_marks(record) if theirs else NO_VALUE,
                      format_speedup(theirs / ours if ours and theirs else None)])
     rows.sort()
     text = ("Against reference loops: seconds per epoch of the compiled train step "
@@ -669,7 +780,8 @@ def render_reference_table(frame: pd.DataFrame, all_runs: bool) -> str | None:
             "tutorial-eager = the tutorial's eager loop, timed over a fixed number of steps "
             "and scaled to an epoch), both from the same run; speedup = reference time over "
             "compiled-step time. " + selection_phrase(all_runs))
-    return _with_caption(text, markdown_table(headers, rows, ["l"] * 5 + ["r", "l", "r", "r"]))
+    return _with_caption(text, markdown_table(headers, rows, ["l"] * 5 + ["r", "l", "r", "r"]),
+                         shown)
 
 
 # --------------------------------------------------------------------------- failures, machines
@@ -717,22 +829,106 @@ def render_machines_table(machines: pd.DataFrame) -> str:
             str(m["runs"]),
             f"{m['newest_run']} ({m['newest_datetime']:%Y-%m-%d %H:%M} UTC)",
             calibration_text,
+            best_peak_text(m.get("best_peak_gflops")),
         ])
     headers = ["machine", "CPU", "cores", "GPUs", "memory", "versions", "runs",
-               "newest run", "calibration GFLOP/s"]
-    text = ("Machines: calibration GFLOP/s is each device's measured float32 matmul rate, "
-            "the denominator of the peak shares below; each framework times its own matmul, "
-            "so a machine run under several backends lists each one's figure.")
+               "newest run", "calibration GFLOP/s", "best peak GFLOP/s"]
+    text = ("Machines: calibration GFLOP/s is each device's measured float32 matmul rate in "
+            "the newest run; each framework times its own matmul, so a machine run under "
+            "several backends lists each one's figure. Best peak: the fastest matmul measured "
+            "on each device in each dtype by any backend in any run, the denominator of the "
+            "peak shares below.")
     return _with_caption(text, markdown_table(headers, rows, ["l", "l", "r", "l", "r", "l",
-                                                              "r", "l", "l"]))
+                                                              "r", "l", "l", "l"]))
+
+
+DTYPE_ORDER = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+def best_peak_text(best: object) -> str:
+    """``cpu float32 492, bfloat16 310; gpu:0 float32 51,200``."""
+    if not isinstance(best, dict) or not best:
+        return NO_VALUE
+    parts = []
+    for device, rates in sorted(best.items()):
+        figures = ", ".join(f"{dtype} {format_gflops_plain(float(rates[dtype]))}"
+                            for dtype in sorted(rates, key=lambda d: order_key(DTYPE_ORDER, d)))
+        parts.append(f"{device} {figures}")
+    return "; ".join(parts)
+
+
+#: A run's ``fashion_bench_status`` as the Runs table shows it.
+RUN_STATUS_TEXT = {
+    "complete": "complete",
+    "interrupted": "interrupted (Ctrl-C)",
+    "incomplete": "incomplete (died; recovered)",
+}
+
+
+def render_runs_table(runs: Sequence[Run]) -> str:
+    """Every run (result file): when, backend, data, status, group, cases, spoiled rows."""
+    if not runs:
+        return caption("No runs.")
+    rows = []
+    for run in sorted(runs, key=lambda r: (r.machine_id, r.datetime, r.path.name)):
+        extras = [b["extra_info"] for b in run.benchmarks]
+        measured = any("contended" in e for e in extras)
+        spoiled = sum(1 for e in extras if is_spoiled(e)) if measured else None
+        if run.machine.get("concurrent") is True:
+            spoiled = len(extras)
+        group = run.run_group or NO_VALUE
+        if run.repeat:
+            group += f" ({run.repeat})"
+        rows.append([
+            run.path.name, run.machine_id, f"{run.datetime:%Y-%m-%d %H:%M}",
+            str(run.machine.get("backend") or NO_VALUE), run.data,
+            RUN_STATUS_TEXT.get(run.status, run.status), group, str(len(run.benchmarks)),
+            str(len(run.failures)), NO_VALUE if spoiled is None else str(spoiled),
+        ])
+    text = ("Runs: one result file (one process) each. Status: complete; interrupted = "
+            "stopped by Ctrl-C; incomplete = the process died and the cases it finished were "
+            "recovered from its journal. A run of a `--bench-repeat` group shows its group "
+            "id and repeat i/n. Spoiled = rows contended or concurrent (— = not measured: "
+            "schema-1 file).")
+    headers = ["run", "machine", "date (UTC)", "backend", "data", "status", "group",
+               "cases", "failures", "spoiled"]
+    return _with_caption(text, markdown_table(headers, rows, ["l"] * 7 + ["r"] * 3))
+
+
+def render_spread_table(spread: pd.DataFrame) -> str | None:
+    """Run-to-run spread of each case with several runs (see :func:`bench.loader.run_spread`)."""
+    if spread is None or spread.empty:
+        return None
+    records = sorted(spread.to_dict("records"), key=lambda r: (
+        r["label"], order_key(SUITE_ORDER, r["suite"]), r["case"]))
+    rows = [[r["label"], r["suite"], r["case"], str(int(r["runs"])), format_seconds(r["fastest"]),
+             format_seconds(r["median"]), format_seconds(r["slowest"]),
+             format_run_spread(r["spread"])] for r in records]
+    medians = spread.groupby("machine_id")["spread"].median()
+    summary = "; ".join(f"`{machine}` {format_run_spread(value)}"
+                        for machine, value in medians.items())
+    text = ("Run-to-run spread: the median time per round of each run (one process) of a "
+            "case, fastest, median and slowest run, and spread = slowest / fastest - 1, "
+            "rows contended or concurrent left out. A difference smaller than a case's "
+            "spread is what separate runs of the same code show on that machine; the gate "
+            "(`--compare`) judges a change against it. Median spread over the cases: "
+            + summary + ".")
+    headers = ["machine/device", "suite", "case", "runs", "fastest", "median", "slowest",
+               "spread"]
+    return _with_caption(text, markdown_table(headers, rows, ["l"] * 3 + ["r"] * 5))
 
 
 # --------------------------------------------------------------------------- whole report
 
 def build_report(machines: pd.DataFrame, selected: pd.DataFrame, failures: pd.DataFrame,
                  baseline: str | None, all_runs: bool, run_count: int,
-                 warnings: Sequence[str] = ()) -> str:
-    """The whole REPORT.md: intro, machines, every table, failures and warnings."""
+                 warnings: Sequence[str] = (), runs: Sequence[Run] = (),
+                 spread: pd.DataFrame | None = None, notes: Sequence[str] = ()) -> str:
+    """The whole REPORT.md: intro, machines, runs, every table, failures and warnings.
+
+    ``runs`` gives the Runs table, ``spread`` (:func:`bench.loader.run_spread`) the
+    run-to-run spread table, ``notes`` lines under the intro (runs left out, incomplete).
+    """
     machine_ids = list(machines["machine_id"]) if not machines.empty else []
     labels = sorted(selected["label"].unique()) if not selected.empty else []
     intro = [
@@ -747,10 +943,12 @@ def build_report(machines: pd.DataFrame, selected: pd.DataFrame, failures: pd.Da
         (f"Speedups are against the baseline `{baseline}` (`--baseline` changes it)."
          if baseline else "No baseline: no results."),
         "",
-        "## Machines",
-        "",
-        render_machines_table(machines),
     ]
+    if notes:
+        intro += [f"Note: {note}" for note in notes] + [""]
+    intro += ["## Machines", "", render_machines_table(machines)]
+    if runs:
+        intro += ["", "## Runs", "", render_runs_table(runs)]
     sections = [
         ("Training throughput", render_training_table(selected, baseline, all_runs)),
         ("Inference throughput", render_inference_table(selected, baseline, all_runs)),
@@ -766,11 +964,17 @@ def build_report(machines: pd.DataFrame, selected: pd.DataFrame, failures: pd.Da
     reference = render_reference_table(selected, all_runs)
     if reference is not None:
         sections.append(("Against reference loops", reference))
+    energy = render_energy_table(selected, all_runs)
+    if energy is not None:
+        sections.append(("Energy", energy))
     other_suites = sorted(set(selected["suite"]) - set(DEDICATED_SUITES)) \
         if not selected.empty else []
     for suite in other_suites:
         sections.append((f"Suite {suite}",
                          render_other_suite_table(selected, suite, baseline, all_runs)))
+    spread_table = render_spread_table(spread)
+    if spread_table is not None:
+        sections.append(("Run-to-run spread", spread_table))
     sections.append(("Failures", render_failures_table(failures, all_runs)))
     if warnings:
         sections.append(("Warnings", "\n".join(f"- {escape_cell(w)}" for w in warnings)))

@@ -1,8 +1,8 @@
 """Tests of the report, the regression gate and their handling of bad input.
 
 Fast and without TensorFlow: they read the stored result files under
-tests/fixtures/results/ (written by tests/fixtures/make_fixtures.py) and small
-synthetic files built in a temporary folder.
+tests/fixtures/results/ (schema 1) and tests/fixtures/results-schema2/ (written by
+tests/fixtures/make_fixtures.py) and small synthetic files built in a temporary folder.
 
 Rendered tables are compared line by line with tests/fixtures/expected_*.md.
 After an intended change of the output, regenerate those files with
@@ -23,11 +23,19 @@ import pandas as pd
 import pytest
 
 from bench import compare, tables
-from bench.loader import WarningLog, current_failures, load_results, select_newest, select_runs
+from bench.loader import (
+    WarningLog,
+    current_failures,
+    load_results,
+    run_spread,
+    select_newest,
+    select_runs,
+)
 from bench.report import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESULTS = FIXTURES / "results"
+RESULTS_V2 = FIXTURES / "results-schema2"
 AMD = "amd-epyc-2c"
 INTEL = "intel-xeon-8c-nvidia-h100"
 UPDATE = os.environ.get("UPDATE_FIXTURES") == "1"
@@ -105,9 +113,12 @@ def newest(results):
 # --------------------------------------------------------------------------- fixtures and loading
 
 def test_stored_fixtures_match_their_generator(tmp_path):
-    make_fixtures.write_fixtures(tmp_path)
-    assert file_digests(tmp_path) == file_digests(RESULTS), (
+    make_fixtures.write_fixtures(tmp_path / "v1")
+    assert file_digests(tmp_path / "v1") == file_digests(RESULTS), (
         "tests/fixtures/results/ is stale: run python tests/fixtures/make_fixtures.py")
+    make_fixtures.write_schema2_fixtures(tmp_path / "v2")
+    assert file_digests(tmp_path / "v2") == file_digests(RESULTS_V2), (
+        "tests/fixtures/results-schema2/ is stale: run python tests/fixtures/make_fixtures.py")
 
 
 def test_long_form_has_one_row_per_benchmark_per_run(results):
@@ -181,7 +192,8 @@ def test_failures_and_machines_match_expected(results):
 
 def test_whole_report_matches_expected(results, newest):
     report = tables.build_report(results.machines, newest, current_failures(results, False),
-                                 f"{AMD}/cpu", False, len(results.runs))
+                                 f"{AMD}/cpu", False, len(results.runs), runs=results.runs,
+                                 spread=run_spread(results.benchmarks))
     check_expected("expected_report.md", report)
 
 
@@ -398,7 +410,13 @@ def _foreign(path: Path) -> None:
 
 def _newer_schema(path: Path) -> None:
     document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
-    document["machine_info"]["fashion_bench"]["schema"] = 2
+    document["machine_info"]["fashion_bench"]["schema"] = 3  # schema 2 is read since #9
+    path.write_text(json.dumps(document))
+
+
+def _unknown_schema(path: Path) -> None:
+    document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
+    document["machine_info"]["fashion_bench"]["schema"] = "one"
     path.write_text(json.dumps(document))
 
 
@@ -427,7 +445,9 @@ BAD_INPUTS = {
     "not JSON": (lambda p: p.write_text("this is not json {"), "is not JSON"),
     "binary": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe"), "is not JSON"),
     "foreign": (_foreign, "some other project"),
-    "newer schema": (_newer_schema, "older/unknown schema"),
+    "newer schema": (_newer_schema, "newer schema 3 (this report reads schemas 1-2): "
+                                    "written by a newer fashion-bench; update"),
+    "unknown schema": (_unknown_schema, "older/unknown schema"),
     "missing fields": (_missing_fields, "older/unknown schema"),
     "wrong types": (_wrong_types, "older/unknown schema"),
     "not a result file": (lambda p: p.write_text('{"results": []}'), "not a pytest-benchmark"),
@@ -604,3 +624,167 @@ def test_speedup_plot_survives_a_single_pair_rounding_below_its_range(tmp_path, 
     code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out")
     assert code == 0, err
     assert (tmp_path / "out" / "speedup_precision_xla.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- schema 2
+
+@pytest.fixture(scope="module")
+def results_v2():
+    log = WarningLog()
+    loaded = load_results([RESULTS_V2], log)
+    assert log.messages == []
+    return loaded
+
+
+def test_schema2_fields_reach_the_long_form(results_v2):
+    frame = results_v2.benchmarks
+    for column in ("contention", "contended", "concurrent", "compute_dtype", "peak_gflops",
+                   "peak_fraction", "energy_joules", "samples_per_joule", "watts",
+                   "energy_source", "test_accuracy", "data", "run_group", "repeat",
+                   "run_status", "best_peak_gflops", "peak_share"):
+        assert column in frame.columns, column
+    assert set(frame["data"]) == {"fashion-mnist"}
+    assert set(frame["run_status"]) == {"complete", "incomplete"}
+    group = frame[frame["run_group"].notna()]
+    assert sorted(set(group["repeat"])) == ["1/3", "2/3", "3/3"]
+    contended = frame[frame["contended"] == True]  # noqa: E712  (None = not measured)
+    assert sorted(contended["run"]) == ["0002_20261201-070200.json", "0003_20261201-070400.json"]
+    assert frame["concurrent"].eq(True).sum() == 3  # the GPU run held no machine lock
+
+
+def test_schema1_rows_get_the_defaults_of_a_schema1_run(results):
+    frame = results.benchmarks
+    assert set(frame["data"]) == {"fashion-mnist"} and set(frame["run_status"]) == {"complete"}
+    assert frame["contended"].isna().all()  # not measured: neither marked nor clean
+    dtypes = frame.groupby("precision")["compute_dtype"].unique().map(list).to_dict()
+    assert dtypes == {"bf16": ["bfloat16"], "fp16": ["float16"], "fp32": ["float32"]}
+
+
+def test_synthetic_runs_are_left_out_unless_asked(tmp_path, capsys):
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "a", "--no-plots")
+    assert code == 0 and warning_lines(err) == []
+    notes = [line for line in out.splitlines() if "synthetic" in line and "wrote" not in line]
+    assert notes == ["Note: 1 run on synthetic data left out (`--include-synthetic` includes it)."]
+    assert "synthetic/" not in (tmp_path / "a" / "report.csv").read_text()
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "b", "--no-plots",
+                             "--include-synthetic")
+    assert code == 0 and "left out" not in out.split("## Machines")[0]
+    assert "| synthetic " in out  # the Runs table lists it, data = synthetic
+
+
+def test_peak_share_divides_by_the_best_calibration_of_the_dtype(results_v2):
+    frame = results_v2.benchmarks
+    tf = frame[(frame["backend"] == "tensorflow") & (frame["case"] == "mlp-cpu-b128-fp32-xla")]
+    # The JAX run measured float32 at 170 GFLOP/s, TensorFlow at 150: every backend's
+    # share is of 170, not of its own figure.
+    assert set(tf["best_peak_gflops"]) == {170.0}
+    assert tf["peak_share"].to_numpy() == pytest.approx((tf["gflops"] / 170.0).to_numpy())
+    assert (tf["peak_fraction"] > tf["peak_share"]).all()  # the run-time share used 150
+    gpu = frame[frame["device"] == "gpu:0"].set_index("precision")
+    assert gpu.loc["bf16", "best_peak_gflops"] == 400000.0
+    assert np.isnan(gpu.loc["fp16", "best_peak_gflops"])  # no float16 calibration: no share
+    assert np.isnan(gpu.loc["fp16", "peak_share"])
+
+
+def test_peak_table_marks_shares_above_100_percent(results_v2):
+    table = tables.render_peak_table(select_newest(results_v2.benchmarks), False)
+    assert _cell_row(table, "train", "mlp", "128", "bf16")[6].startswith("191%‼")
+    assert "‼ = above 100%" in table.splitlines()[0]
+    assert _cell_row(table, "train", "mlp", "512", "fp16")[7] == "— (2.05 TFLOP/s)‡"
+    assert "exact" in table.splitlines()[0] and "6 x MACs" in table.splitlines()[0]
+
+
+def test_contended_and_concurrent_cells_are_marked_with_a_legend(results_v2):
+    newest = select_newest(results_v2.benchmarks)
+    inference = tables.render_inference_table(newest, f"{AMD}/cpu", False)
+    assert _cell_row(inference, "mlp", "1024")[5].endswith("†")
+    assert "† = contended" in inference.splitlines()[0]
+    train = tables.render_training_table(newest, f"{AMD}/cpu", False)
+    assert _cell_row(train, "mlp", "512", "fp32")[6].endswith("‡")
+    assert "‡ = concurrent" in train.splitlines()[0] and "†" not in train
+    # Without marked rows the caption carries no legend (the schema-1 fixtures).
+    assert "contended" not in tables.render_training_table(
+        newest[newest["machine_id"] == AMD].iloc[:0], None, False)
+
+
+def test_strict_report_fails_on_contended_rows(tmp_path, capsys):
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path, "--no-plots", "--strict")
+    assert code == 1 and "contended or concurrent" in err and warning_lines(err) == []
+    assert run_cli(capsys, RESULTS_V2, "--out", tmp_path, "--no-plots")[0] == 0
+    assert run_cli(capsys, RESULTS, "--out", tmp_path, "--no-plots", "--strict")[0] == 0
+
+
+def test_energy_unavailable_is_said_never_zero(results_v2):
+    table = tables.render_energy_table(select_newest(results_v2.benchmarks), False)
+    assert _cell_row(table, "train", "mlp", "128", "fp32", "yes", "jax")[6] == "unavailable"
+    assert _cell_row(table, "train", "mlp", "512", "fp32")[7] == "21.5 J, 2.80k/J, 310 W (nvml)‡"
+    assert " 0 J" not in table
+    assert tables.render_energy_table(select_newest(load_results([RESULTS], WarningLog())
+                                                    .benchmarks), False) is None
+
+
+def test_runs_table_marks_incomplete_runs(results_v2, capsys, tmp_path):
+    text = tables.render_runs_table(results_v2.runs)
+    row = _cell_row(text, "0005_20261201-090000.json")
+    assert row[5] == "incomplete (died; recovered)"
+    assert _cell_row(text, "0002_20261201-070200.json")[6] == "20261201-070000-4242 (2/3)"
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path, "--no-plots")
+    assert "Note: run `0005_20261201-090000.json` of `amd-epyc-2c` is incomplete" in out
+
+
+def test_run_spread_leaves_contended_runs_out(results_v2):
+    spread = run_spread(results_v2.benchmarks).set_index("case")
+    # Four runs of the fp32 case, one contended: three count; the JAX case has one run.
+    assert spread.loc["mlp-cpu-b128-fp32-xla", "runs"] == 3
+    assert "mlp-cpu-b128-fp32-xla-jax" not in spread.index
+    row = spread.loc["mlp-cpu-b128-bf16-xla"]
+    assert row["spread"] == pytest.approx(row["slowest"] / row["fastest"] - 1)
+
+
+def test_whole_schema2_report_matches_expected(tmp_path, capsys):
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path, "--no-plots")
+    assert code == 0
+    check_expected("expected_report_schema2.md", (tmp_path / "REPORT.md").read_text())
+
+
+def test_report_and_gate_recover_orphaned_journals_first(tmp_path, capsys, monkeypatch):
+    import bench.report as report_module
+
+    calls = []
+
+    def fake_recover(paths, log=None):
+        calls.append([Path(p) for p in paths])
+        log("published a journal")
+        return []
+
+    monkeypatch.setattr(report_module, "recover_orphans", fake_recover)
+    code, out, err = run_cli(capsys, RESULTS, "--out", tmp_path, "--no-plots")
+    assert code == 0 and calls == [[RESULTS]] and "note: published a journal" in err
+
+
+def test_report_publishes_the_journal_of_a_dead_run_marked_incomplete(tmp_path, capsys):
+    """A run killed after two cases: the report publishes its journal and marks the run."""
+    import socket
+    import subprocess
+
+    source = json.loads((RESULTS_V2 / AMD / "0001_20261201-070000.json").read_text())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid now names no process
+    folder = tmp_path / "results" / AMD
+    folder.mkdir(parents=True)
+    journal = folder / f".journal-20261201-070000-{child.pid}.jsonl"
+    lines = [{"kind": "header", "pid": child.pid, "host": socket.gethostname(),
+              "process_start": 1.0, "machine_info": source["machine_info"],
+              "commit_info": source["commit_info"], "datetime": source["datetime"],
+              "version": source["version"]}]
+    lines += [{"kind": "benchmark", "entry": entry} for entry in source["benchmarks"][:2]]
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    code, out, err = run_cli(capsys, tmp_path / "results", "--out", tmp_path / "out",
+                             "--no-plots")
+    assert code == 0 and not journal.exists()
+    [published] = folder.glob("*.json")
+    assert "recovered" in err and str(published) in err
+    assert f"Note: run `{published.name}` of `{AMD}` is incomplete" in out
+    assert _cell_row(out, published.name)[5] == "incomplete (died; recovered)"
+    assert "mlp-cpu-b128-bf16-xla" in (tmp_path / "out" / "report.csv").read_text()
