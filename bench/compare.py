@@ -1,36 +1,94 @@
-"""The regression gate: compare two sets of results case by case.
+"""The regression gate: compare two sets of runs case by case, a run being the evidence.
 
-``python -m bench.report --compare OLD NEW --fail-slower 10%`` loads both sides,
-takes the newest run per (machine, suite, case) on each (or pools all runs with
-``--all-runs``) and compares the time per round of cases with the same machine id.
-Different machine ids are never compared: their cases are "missing".
+``python -m bench.report --compare OLD NEW --fail-slower 10%`` loads every run on each
+side (OLD and NEW are result files or folders) and compares cases of the same machine
+id. Different machine ids are never compared.
 
-A case is *regressed* when NEW's median time is more than the threshold above OLD's
-*and* the difference is past the noise; *improved* symmetrically (more than the
-threshold below); otherwise *unchanged*. The noise test uses the raw rounds:
+Why runs and not rounds: the rounds of one process agree within a few percent, while
+separate processes of the same code differ per case by 10-70% on a shared machine
+(memory layout, frequency, what else ran). A test on the rounds of one run against the
+rounds of another calls that difference a regression every time. So the unit here is a
+run (one result file): each contributes its median time per round, and a case is judged
+on the spread of those run medians, as pyperf (many worker processes) and asv
+(``continuous``: several processes a side) judge theirs.
 
-* a two-sided Mann-Whitney U test at alpha 0.05 when both sides have at least 3
-  rounds and enough rounds for the test to reach alpha at all (3 against 3 cannot:
-  the smallest exact two-sided p-value is 2/20 = 0.1);
-* otherwise, or without scipy, the [min, max] ranges of the rounds must not overlap.
+The rule for one case, with OLD's run medians ``o`` and NEW's ``n`` (times):
+
+* ``ratio`` = median(n) / median(o);
+* a one-sided Student t-test on ``log(o)`` and ``log(n)`` (pooled variance, as pyperf's
+  ``compare_to``; logarithms, because run-to-run noise is a factor, not an offset);
+* *regressed*: ratio above 1 + threshold **and** p below ``ALPHA / N``, N the number of
+  cases compared on that machine (Bonferroni: the chance that unchanged code fails on
+  any of them stays below ``ALPHA``; asv uses 0.002 per benchmark);
+* *improved*: ratio below 1 - threshold and p (faster) below the same bound;
+* *inconclusive*: slower than the threshold but not past the noise, or too few runs
+  (one a side shows no run-to-run spread); the note says how many runs a side would
+  decide it if the spread seen so far holds;
+* *unchanged* otherwise.
+
+One row per machine, ``(all)``, compares the runs as wholes: each run's geometric mean
+over the cases of its time relative to OLD, tested the same way at ``OVERALL_ALPHA``. A
+slowdown of everything by 30% shows there long before each case can show it alone.
+
+Rows marked contended or concurrent (other processes took the machine while they were
+timed) are left out of the verdict and listed. A case of OLD that NEW lacks, or that
+failed in NEW, is *missing*/*failed* and fails the gate unless ``allow_missing``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Sequence
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.loader import CASE_KEY, WarningLog, load_results, select_runs
-from bench.tables import NO_VALUE, format_seconds, markdown_table
+from bench.loader import (
+    CASE_KEY,
+    ResultSet,
+    WarningLog,
+    load_results,
+    spoiled_mask,
+)
+from bench.tables import (
+    NO_VALUE,
+    first_line,
+    format_run_spread,
+    format_seconds,
+    markdown_table,
+)
 
-ALPHA = 0.05
-MIN_ROUNDS_FOR_U = 3
-STATUS_ORDER = ("regressed", "improved", "unchanged", "missing")
+#: Per machine: the chance that some case of unchanged code is called regressed (each of
+#: its N cases is tested at ALPHA / N).
+ALPHA = 0.002
+#: The ``(all)`` row: one test per machine; its ratio averages every case, so unchanged
+#: code seldom even reaches the threshold there.
+OVERALL_ALPHA = 0.01
+#: Runs a side beyond which "more runs" stops being useful advice.
+MAX_RUNS_SUGGESTED = 50
+
+OVERALL_SUITE = "(all)"
+OVERALL_CASE = "(geometric mean over cases)"
+
+STATUS_ORDER = ("regressed", "failed", "missing", "inconclusive", "improved", "unchanged",
+                "added")
+#: Statuses that fail the gate (missing and failed unless --allow-missing).
+FAILING = ("regressed", "failed", "missing")
+
+EXIT_PASS = 0
+EXIT_FAIL = 1
+EXIT_BAD_INPUT = 2
+
+TABLE_COLUMNS = ["status", "machine_id", "suite", "case", "old_runs", "new_runs",
+                 "old_median", "new_median", "old_spread", "new_spread", "ratio", "p_value",
+                 "p_needed", "note"]
+
+
+class GateInputError(Exception):
+    """OLD or NEW cannot be compared at all (exit status 2); the message is one line."""
 
 
 def parse_threshold(text: str) -> float:
@@ -48,88 +106,272 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def _load_mannwhitneyu() -> Callable | None:
-    """scipy's Mann-Whitney U test, or None when scipy is not installed."""
-    try:
-        from scipy.stats import mannwhitneyu
-    except ImportError:
+# --------------------------------------------------------------------------- statistics
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (continued fraction, Lentz).
+
+    Written out so the gate's verdicts need no scipy; tests check it against scipy.
+    """
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)  # converges fast on this side
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return math.exp(log_front) * fraction / a
+
+
+def student_t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (one-sided p-value)."""
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t > 0 else 1.0 - tail
+
+
+def _pooled_sd(old_logs: Sequence[float], new_logs: Sequence[float]) -> float | None:
+    """Pooled standard deviation of the log run medians; None without any spread to see."""
+    df = len(old_logs) + len(new_logs) - 2
+    if df < 1:
         return None
-    return mannwhitneyu
+    squares = 0.0
+    for side in (old_logs, new_logs):
+        mean = statistics.fmean(side)
+        squares += math.fsum((x - mean) ** 2 for x in side)
+    return math.sqrt(squares / df)
 
 
-def smallest_two_sided_p(n_old: int, n_new: int) -> float:
-    """The smallest exact two-sided p-value a U test can give for these sample sizes."""
-    return 2.0 / math.comb(n_old + n_new, n_old)
+def one_sided_p(diff: float, sd: float, n_old: int, n_new: int) -> tuple[float, float]:
+    """(p slower, p faster) of a mean log difference ``diff`` with pooled ``sd``."""
+    df = n_old + n_new - 2
+    se = sd * math.sqrt(1.0 / n_old + 1.0 / n_new)
+    if se > 0:
+        t = diff / se
+    else:
+        t = math.inf if diff > 0 else -math.inf if diff < 0 else 0.0
+    slower = student_t_sf(t, df)
+    return slower, 1.0 - slower
 
 
-def noise_test(old: Sequence[float], new: Sequence[float],
-               alpha: float = ALPHA) -> tuple[bool, float | None, str]:
-    """Whether ``old`` and ``new`` rounds differ past the noise.
+def runs_to_decide(diff: float, sd: float | None, alpha: float) -> int | None:
+    """Runs a side at which a mean log difference ``diff`` with spread ``sd`` passes the test.
 
-    Returns ``(significant, p_value, test)`` with ``test`` ``"U"`` (Mann-Whitney)
-    or ``"range"`` (non-overlapping [min, max]; no p-value).
+    None when no number up to :data:`MAX_RUNS_SUGGESTED` would (or ``diff`` is not
+    slower, or there is no spread to go by).
     """
-    mannwhitneyu = _load_mannwhitneyu()
-    if (mannwhitneyu is not None and min(len(old), len(new)) >= MIN_ROUNDS_FOR_U
-            and smallest_two_sided_p(len(old), len(new)) < alpha):
-        p_value = float(mannwhitneyu(old, new, alternative="two-sided").pvalue)
-        return p_value < alpha, p_value, "U"
-    disjoint = max(old) < min(new) or max(new) < min(old)
-    return disjoint, None, "range"
+    if sd is None or not diff > 0:
+        return None
+
+    def decides(runs: int) -> bool:
+        return one_sided_p(diff, sd, runs, runs)[0] < alpha
+
+    if not decides(MAX_RUNS_SUGGESTED):
+        return None
+    # p falls as runs grow (the error shrinks, the degrees of freedom grow): bisect.
+    low, high = 1, MAX_RUNS_SUGGESTED  # decides(low) is False (no spread), decides(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decides(middle) else (middle, high)
+    return high
 
 
-def _rounds(record: dict) -> list[float]:
-    """The raw rounds, else the [min, max] of the stats (enough for the range test)."""
-    raw = record.get("raw_rounds")
-    if isinstance(raw, list) and raw:
-        return [float(x) for x in raw]
-    values = [record.get("min"), record.get("max")]
-    values = [float(v) for v in values if v is not None and not pd.isna(v)]
-    return values or [float(record["median"])]
+def judge(old: Sequence[float], new: Sequence[float], threshold: float,
+          alpha: float) -> dict:
+    """Verdict on one case from OLD's and NEW's run medians (times, positive).
 
-
-def compare_frames(old: pd.DataFrame, new: pd.DataFrame, threshold: float,
-                   alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per (machine, suite, case) on either side with its status.
-
-    Columns: status, machine_id, suite, case, old_median, new_median, ratio
-    (new/old time), p_value, test, note.
+    Returns status, ratio, p_value (one-sided, in the direction of the ratio; NaN when
+    not tested) and a note.
     """
-    old_by_key = {tuple(r[k] for k in CASE_KEY): r for r in old.to_dict("records")}
-    new_by_key = {tuple(r[k] for k in CASE_KEY): r for r in new.to_dict("records")}
-    rows = []
-    for key in sorted(set(old_by_key) | set(new_by_key)):
-        machine_id, suite, case = key
-        row = {"machine_id": machine_id, "suite": suite, "case": case, "old_median": np.nan,
-               "new_median": np.nan, "ratio": np.nan, "p_value": np.nan, "test": "", "note": ""}
-        before, after = old_by_key.get(key), new_by_key.get(key)
-        if before is None or after is None:
-            row.update(status="missing", note="only in NEW" if before is None else "only in OLD")
-            row["old_median" if after is None else "new_median"] = float(
-                (before or after)["median"])
-            rows.append(row)
-            continue
-        old_median, new_median = float(before["median"]), float(after["median"])
-        ratio = new_median / old_median if old_median else math.inf
-        significant, p_value, test = noise_test(_rounds(before), _rounds(after), alpha)
-        if ratio > 1 + threshold and significant:
-            status = "regressed"
-        elif ratio < 1 - threshold and significant:
-            status = "improved"
+    # Plain Python: a handful of numbers, judged thousands of times in the tests.
+    old_values, new_values = [float(x) for x in old], [float(x) for x in new]
+    ratio = statistics.median(new_values) / statistics.median(old_values)
+    old_logs, new_logs = [math.log(x) for x in old_values], [math.log(x) for x in new_values]
+    diff = statistics.fmean(new_logs) - statistics.fmean(old_logs)
+    sd = _pooled_sd(old_logs, new_logs)
+    slower, faster = ratio > 1 + threshold, ratio < 1 - threshold
+    verdict = {"status": "unchanged", "ratio": ratio, "p_value": math.nan, "note": ""}
+    if len(old_values) + len(new_values) - 2 < 2:
+        # One run a side (or one and two): no run-to-run spread worth the name.
+        if slower:
+            needed = max(3, runs_to_decide(diff, sd, alpha) or 3)
+            verdict.update(status="inconclusive", note=(
+                f"too few runs ({len(old_values)} OLD, {len(new_values)} NEW) to tell a "
+                f"change from run-to-run noise; make at least {needed} runs a side "
+                f"(pytest bench --bench-repeat {needed})"))
+        elif faster:
+            verdict["note"] = "faster, but too few runs to tell it from noise"
+        return verdict
+    p_slower, p_faster = one_sided_p(diff, sd, len(old_values), len(new_values))
+    verdict["p_value"] = p_slower if ratio >= 1 else p_faster
+    if slower and p_slower < alpha:
+        verdict["status"] = "regressed"
+    elif faster and p_faster < alpha:
+        verdict["status"] = "improved"
+    elif slower:
+        needed = runs_to_decide(diff, sd, alpha)
+        fewest = min(len(old_values), len(new_values)) + 1
+        if needed is None:
+            how = (f"within the run-to-run noise: even {MAX_RUNS_SUGGESTED} runs a side "
+                   f"would not decide it" if diff > 0 else
+                   "the runs' geometric mean is not slower: within the run-to-run noise")
         else:
-            status = "unchanged"
-        row.update(status=status, old_median=old_median, new_median=new_median, ratio=ratio,
-                   p_value=p_value if p_value is not None else np.nan, test=test)
+            runs = max(needed, fewest)
+            how = (f"about {runs} runs a side would decide it, if the spread seen holds "
+                   f"(pytest bench --bench-repeat {runs})")
+        verdict.update(status="inconclusive", note=f"not past the run-to-run noise; {how}")
+    elif faster:
+        verdict["note"] = "faster, but not past the run-to-run noise"
+    return verdict
+
+
+# --------------------------------------------------------------------------- comparison
+
+def _spread(values: Sequence[float]) -> float:
+    return float(max(values) / min(values) - 1.0) if len(values) > 1 else math.nan
+
+
+def _run_medians(frame: pd.DataFrame) -> dict[tuple, dict[str, float]]:
+    """(machine, suite, case) -> {run file: median time per round}."""
+    medians: dict[tuple, dict[str, float]] = {}
+    for record in frame.to_dict("records"):
+        median = record.get("median")
+        if isinstance(median, (int, float)) and median > 0:
+            key = tuple(record[k] for k in CASE_KEY)
+            medians.setdefault(key, {})[str(record["run_file"])] = float(median)
+    return medians
+
+
+def _row(status: str, key: tuple, old: Sequence[float] = (), new: Sequence[float] = (),
+         **fields) -> dict:
+    machine_id, suite, case = key
+    row = {"status": status, "machine_id": machine_id, "suite": suite, "case": case,
+           "old_runs": len(old), "new_runs": len(new),
+           "old_median": float(np.median(old)) if len(old) else math.nan,
+           "new_median": float(np.median(new)) if len(new) else math.nan,
+           "old_spread": _spread(old) if len(old) else math.nan,
+           "new_spread": _spread(new) if len(new) else math.nan,
+           "ratio": math.nan, "p_value": math.nan, "p_needed": math.nan, "note": ""}
+    row.update(fields)
+    return row
+
+
+def _overall_rows(judged: dict[tuple, tuple[dict, dict]], threshold: float) -> list[dict]:
+    """Per machine: each run's geometric mean over the cases of its time relative to OLD."""
+    rows = []
+    machines = sorted({key[0] for key in judged})
+    for machine_id in machines:
+        cases = {key: sides for key, sides in judged.items() if key[0] == machine_id}
+        if len(cases) < 2:
+            continue
+        scores: list[dict[str, list[float]]] = [{}, {}]
+        for old, new in cases.values():
+            reference = float(np.mean(np.log(list(old.values()))))
+            for side, runs in enumerate((old, new)):
+                for run, median in runs.items():
+                    scores[side].setdefault(run, []).append(math.log(median) - reference)
+        old_scores = [math.exp(float(np.mean(v))) for v in scores[0].values()]
+        new_scores = [math.exp(float(np.mean(v))) for v in scores[1].values()]
+        verdict = judge(old_scores, new_scores, threshold, OVERALL_ALPHA)
+        note = f"{len(cases)} cases; {verdict['note']}" if verdict["note"] else \
+            f"{len(cases)} cases"
+        row = _row(verdict["status"], (machine_id, OVERALL_SUITE, OVERALL_CASE),
+                   old_scores, new_scores, ratio=verdict["ratio"],
+                   p_value=verdict["p_value"], p_needed=OVERALL_ALPHA, note=note)
+        # Relative figures, not times: the OLD/NEW cells show the ratio to OLD instead.
+        row["relative"] = True
         rows.append(row)
-    columns = ["status", "machine_id", "suite", "case", "old_median", "new_median", "ratio",
-               "p_value", "test", "note"]
-    table = pd.DataFrame(rows, columns=columns)
+    return rows
+
+
+def compare_results(old: ResultSet, new: ResultSet, threshold: float,
+                    alpha: float = ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Compare every case of the machines OLD and NEW share.
+
+    Returns ``(table, left_out)``: the table has one row per case (columns
+    :data:`TABLE_COLUMNS`, plus ``(all)`` rows per machine); ``left_out`` lists the rows
+    left out as contended or concurrent (side, machine_id, run, suite, case, why).
+    """
+    shared = set(old.benchmarks["machine_id"]) & set(new.benchmarks["machine_id"]) \
+        if not (old.benchmarks.empty or new.benchmarks.empty) else set()
+    sides, left_out = [], []
+    for name, results in (("OLD", old), ("NEW", new)):
+        frame = results.benchmarks[results.benchmarks["machine_id"].isin(shared)]
+        spoiled = spoiled_mask(frame)
+        for record in frame[spoiled].to_dict("records"):
+            why = "concurrent" if record.get("concurrent") is True else "contended"
+            contention = record.get("contention")
+            if why == "contended" and isinstance(contention, (int, float)) \
+                    and math.isfinite(contention):
+                why += f" ({100 * contention:.0f}% of the CPU taken by others)"
+            left_out.append({"side": name, "machine_id": record["machine_id"],
+                             "run": record["run"], "suite": record["suite"],
+                             "case": record["case"], "why": why})
+        sides.append((_run_medians(frame), _run_medians(frame[~spoiled])))
+    (old_all, old_usable), (new_all, new_usable) = sides
+    failed_in_new: dict[tuple, str] = {}
+    for record in new.failures[new.failures["machine_id"].isin(shared)].to_dict("records"):
+        key = tuple(record[k] for k in CASE_KEY)
+        failed_in_new.setdefault(key, f"failed in NEW ({record['run']}): "
+                                      f"{first_line(record['error'], 80)}")
+
+    judged = {key: (old_usable[key], new_usable[key]) for key in old_all
+              if key in old_usable and key in new_usable and key not in failed_in_new}
+    per_machine = pd.Series([key[0] for key in judged]).value_counts().to_dict()
+    rows = []
+    for key in sorted(set(old_all) | set(new_all)):
+        old_runs = list(old_usable.get(key, {}).values())
+        new_runs = list(new_usable.get(key, {}).values())
+        if key not in old_all:
+            rows.append(_row("added", key, old_runs, new_runs, note="only in NEW"))
+        elif key in failed_in_new:
+            rows.append(_row("failed", key, old_runs, new_runs, note=failed_in_new[key]))
+        elif key not in new_all:
+            rows.append(_row("missing", key, old_runs, new_runs, note="not in NEW"))
+        elif key not in judged:
+            sides = " and ".join(side for side, usable in (("OLD", old_usable),
+                                                            ("NEW", new_usable))
+                                 if key not in usable)
+            rows.append(_row("inconclusive", key, old_runs, new_runs,
+                             note=f"left out: every {sides} run of it contended or concurrent"))
+        else:
+            needed = alpha / per_machine[key[0]]
+            verdict = judge(old_runs, new_runs, threshold, needed)
+            rows.append(_row(verdict["status"], key, old_runs, new_runs,
+                             ratio=verdict["ratio"], p_value=verdict["p_value"],
+                             p_needed=needed, note=verdict["note"]))
+    rows += _overall_rows(judged, threshold)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS + ["relative"])
+    table["relative"] = table["relative"].fillna(False).astype(bool)
     if not table.empty:
         table["_order"] = table["status"].map(STATUS_ORDER.index)
-        table = table.sort_values(["_order", "machine_id", "suite", "case"], kind="stable") \
-            .drop(columns="_order").reset_index(drop=True)
-    return table
+        table["_overall"] = table["suite"] != OVERALL_SUITE
+        table = table.sort_values(["_order", "machine_id", "_overall", "suite", "case"],
+                                  kind="stable").drop(columns=["_order", "_overall"]) \
+            .reset_index(drop=True)
+    left = pd.DataFrame(left_out, columns=["side", "machine_id", "run", "suite", "case", "why"])
+    return table, left
 
+
+# --------------------------------------------------------------------------- rendering
 
 def _ratio_text(ratio: float) -> str:
     if pd.isna(ratio):
@@ -137,62 +379,175 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.3f} ({100 * (ratio - 1):+.1f}%)"
 
 
+
+
+def _p_text(p_value: float, needed: float) -> str:
+    if pd.isna(p_value):
+        return NO_VALUE
+    return f"{p_value:.2g} ({'<' if p_value < needed else '≥'} {needed:.2g})"
+
+
+def _figure(value: float, relative: bool) -> str:
+    if pd.isna(value):
+        return NO_VALUE
+    return f"{value:.3f}×" if relative else format_seconds(value)
+
+
+def explain_rule(threshold: float, alpha: float = ALPHA) -> str:
+    """The caption of the gate's table: how a case is judged."""
+    return (
+        f"_Regression gate: NEW against OLD, same machine id only, every run on each side "
+        f"(a run = one result file, one process). A case's evidence is its median time "
+        f"per round in each run. Regressed = the median of NEW's run medians more than "
+        f"{100 * threshold:g}% above OLD's **and** past the run-to-run noise: a one-sided "
+        f"t-test on the logarithms of the run medians (pooled variance) at p below "
+        f"{alpha:g}/N, N the cases compared on that machine, so unchanged code fails a "
+        f"machine's gate at most {100 * alpha:g}% of the time. `{OVERALL_SUITE}` compares "
+        f"each run's geometric mean over the cases, relative to OLD, at p < "
+        f"{OVERALL_ALPHA:g}. Inconclusive = slower than the threshold but not past the "
+        f"noise (the note says how many runs a side would decide it). Spread = slowest / "
+        f"fastest run median - 1. Ratio = NEW/OLD time (above 1 = slower). Rows timed "
+        f"while other processes took the machine (contended, concurrent) are left out._")
+
+
 def render_comparison(table: pd.DataFrame, threshold: float, notes: Sequence[str] = (),
-                      alpha: float = ALPHA) -> str:
-    """The gate's report: how it decides, notes, the table and a one-line verdict."""
-    lines = [
-        f"_Regression gate: NEW against OLD, same machine id only. Regressed = median time "
-        f"per round more than {100 * threshold:g}% above OLD and past the noise (two-sided "
-        f"Mann-Whitney U, alpha {alpha:g}; test `range` = non-overlapping [min, max] of the "
-        f"rounds, used with too few rounds or without scipy). Ratio = NEW/OLD time "
-        f"(above 1 = slower)._",
-        "",
-    ]
+                      left_out: pd.DataFrame | None = None, allow_missing: bool = False,
+                      strict: bool = False, alpha: float = ALPHA) -> str:
+    """The gate's report: the rule, notes, the table, what was left out and the verdict."""
+    lines = [explain_rule(threshold, alpha), ""]
     lines += [f"- {note}" for note in notes]
     if notes:
         lines.append("")
     rows = []
     for r in table.to_dict("records"):
+        relative = bool(r.get("relative"))
         rows.append([
             r["status"], r["machine_id"], r["suite"], r["case"],
-            format_seconds(r["old_median"]) if not pd.isna(r["old_median"]) else NO_VALUE,
-            format_seconds(r["new_median"]) if not pd.isna(r["new_median"]) else NO_VALUE,
+            f"{r['old_runs']}/{r['new_runs']}",
+            _figure(r["old_median"], relative), _figure(r["new_median"], relative),
+            f"{format_run_spread(r['old_spread'])}/{format_run_spread(r['new_spread'])}",
             _ratio_text(r["ratio"]),
-            f"{r['p_value']:.2g}" if not pd.isna(r["p_value"]) else NO_VALUE,
-            r["note"] if r["status"] == "missing" else (r["test"] or NO_VALUE),
+            _p_text(r["p_value"], r["p_needed"]),
+            r["note"] or NO_VALUE,
         ])
     if rows:
         lines.append(markdown_table(
-            ["status", "machine", "suite", "case", "OLD", "NEW", "ratio", "p-value", "test / note"],
-            rows, ["l", "l", "l", "l", "r", "r", "r", "r", "l"]))
+            ["status", "machine", "suite", "case", "runs OLD/NEW", "OLD", "NEW",
+             "spread OLD/NEW", "ratio", "p (needed)", "note"],
+            rows, ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "l"]))
+        lines.append("")
+    if left_out is not None and not left_out.empty:
+        lines.append(f"Left out: {len(left_out)} row(s) contended or concurrent "
+                     f"(timed while other processes took the machine):")
+        lines.append("")
+        lines.append(markdown_table(
+            ["side", "machine", "run", "suite", "case", "why"],
+            [[str(v) for v in r] for r in left_out.itertuples(index=False)], ["l"] * 6))
         lines.append("")
     counts = {s: int((table["status"] == s).sum()) if not table.empty else 0
               for s in STATUS_ORDER}
-    verdict = "FAIL" if counts["regressed"] else "PASS"
-    lines.append(f"**{verdict}**: " + ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER))
+    reasons = []
+    if counts["regressed"]:
+        reasons.append("regressed")
+    if (counts["missing"] or counts["failed"]) and not allow_missing:
+        reasons.append("missing or failed cases")
+    if strict and counts["inconclusive"]:
+        reasons.append("inconclusive cases under --strict")
+    verdict = "FAIL" if reasons else "PASS"
+    line = f"**{verdict}**: " + ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER)
+    if left_out is not None and not left_out.empty:
+        line += f"; {len(left_out)} row(s) left out (contended or concurrent)"
+    if reasons:
+        line += f" (fails on: {', '.join(reasons)})"
+    elif counts["inconclusive"]:
+        line += " (inconclusive cases pass; --strict fails on them)"
+    if allow_missing and (counts["missing"] or counts["failed"]):
+        line += " (missing and failed cases allowed by --allow-missing)"
+    lines.append(line)
     return "\n".join(lines) + "\n"
 
 
+def gate_exit_status(table: pd.DataFrame, allow_missing: bool, strict: bool) -> int:
+    """1 when a case regressed, is missing/failed (unless allowed), or, under
+    ``strict``, is inconclusive; else 0."""
+    statuses = set(table["status"]) if not table.empty else set()
+    failing = {"regressed"} | (set() if allow_missing else {"missing", "failed"})
+    if strict:
+        failing.add("inconclusive")
+    return EXIT_FAIL if statuses & failing else EXIT_PASS
+
+
+# --------------------------------------------------------------------------- loading
+
+def _check_exists(side: str, paths: Sequence[str | Path]) -> None:
+    """A side that names nothing, or only folders without result files: GateInputError."""
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise GateInputError(f"{side} {str(given)!r} does not exist; name a result "
+                                 f"file or a folder of them")
+    if all(Path(p).is_dir() and not any(Path(p).rglob("*.json")) for p in paths):
+        raise GateInputError(f"{side} {', '.join(map(str, paths))!r} holds no result "
+                             f"files (*.json)")
+
+
+def _check_results(side: str, paths: Sequence[str | Path], results: ResultSet) -> None:
+    if not results.benchmarks.empty:
+        return
+    where = ", ".join(map(str, paths))
+    if results.synthetic_left_out and not results.runs:
+        raise GateInputError(
+            f"{side} {where!r} holds only runs on synthetic data "
+            f"({results.synthetic_left_out}); --include-synthetic compares them")
+    raise GateInputError(f"{side} {where!r} holds no usable results (see the warnings above)"
+                         if not results.runs else
+                         f"{side} {where!r} holds no successful case (every case failed)")
+
+
+def side_notes(side: str, results: ResultSet) -> list[str]:
+    """Notes on one side: runs on synthetic data left out, incomplete runs used."""
+    notes = []
+    if results.synthetic_left_out:
+        notes.append(f"{side}: {results.synthetic_left_out} run(s) on synthetic data left "
+                     f"out (--include-synthetic compares them)")
+    for run in results.runs:
+        if run.status != "complete":
+            notes.append(f"{side}: run `{run.path.name}` of `{run.machine_id}` is "
+                         f"{run.status}; its finished cases are used, the rest count as "
+                         f"missing")
+    return notes
+
+
 def run_gate(old_paths: Sequence[str | Path], new_paths: Sequence[str | Path], threshold: float,
-             log: WarningLog, all_runs: bool = False, alpha: float = ALPHA) -> tuple[str, int]:
+             log: WarningLog, allow_missing: bool = False, strict: bool = False,
+             include_synthetic: bool = False, alpha: float = ALPHA) -> tuple[str, int]:
     """Load both sides, compare and render; returns ``(text, exit status)``.
 
-    Exit status 1 when any case regressed, else 0.
+    Exit status 0 pass, 1 fail (see :func:`gate_exit_status`), 2 when a side names
+    nothing or holds no results, or the sides share no machine id (the text is then one
+    ``error:`` line).
     """
-    old = select_runs(load_results(old_paths, log).benchmarks, all_runs)
-    new = select_runs(load_results(new_paths, log).benchmarks, all_runs)
-    old_machines = set(old["machine_id"]) if not old.empty else set()
-    new_machines = set(new["machine_id"]) if not new.empty else set()
-    notes = []
-    for machine_id in sorted(old_machines - new_machines):
-        notes.append(f"machine `{machine_id}` is only in OLD: its cases are missing "
-                     f"(results of different machine ids are not comparable)")
-    for machine_id in sorted(new_machines - old_machines):
-        notes.append(f"machine `{machine_id}` is only in NEW: its cases are missing "
-                     f"(results of different machine ids are not comparable)")
-    if old_machines and new_machines and not old_machines & new_machines:
-        notes.append("OLD and NEW share no machine id: they are not comparable, "
-                     "so nothing can regress")
-    table = compare_frames(old, new, threshold, alpha)
-    text = render_comparison(table, threshold, notes, alpha)
-    return text, 1 if (table["status"] == "regressed").any() else 0
+    try:
+        _check_exists("OLD", old_paths)
+        _check_exists("NEW", new_paths)
+        old = load_results(old_paths, log, include_synthetic)
+        new = load_results(new_paths, log, include_synthetic)
+        _check_results("OLD", old_paths, old)
+        _check_results("NEW", new_paths, new)
+        old_machines, new_machines = set(old.benchmarks["machine_id"]), set(
+            new.benchmarks["machine_id"])
+        if not old_machines & new_machines:
+            raise GateInputError(
+                f"OLD and NEW share no machine id, and results of different machines are "
+                f"never compared (OLD: {', '.join(sorted(old_machines))}; "
+                f"NEW: {', '.join(sorted(new_machines))})")
+    except GateInputError as error:
+        return f"error: {error}\n", EXIT_BAD_INPUT
+    notes = side_notes("OLD", old) + side_notes("NEW", new)
+    for machine_id in sorted(old_machines ^ new_machines):
+        side = "OLD" if machine_id in old_machines else "NEW"
+        notes.append(f"machine `{machine_id}` is only in {side}: not compared (results of "
+                     f"different machine ids are not comparable)")
+    table, left_out = compare_results(old, new, threshold, alpha)
+    text = render_comparison(table, threshold, notes, left_out, allow_missing, strict, alpha)
+    return text, gate_exit_status(table, allow_missing, strict)

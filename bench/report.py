@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import write_atomic
-from bench.compare import ALPHA, parse_threshold, run_gate
+from bench.compare import ALPHA, EXIT_BAD_INPUT, OVERALL_ALPHA, parse_threshold, run_gate
 from bench.journal import recover_orphans
 from bench.loader import (
     ResultSet,
@@ -64,10 +64,16 @@ machine block) under PATHS, searched recursively for *.json, and:
   * lists every run (incomplete and interrupted ones marked) and, for cases with
     several runs, the run-to-run spread: what a 10% difference means there.
 
-Gate mode (--compare OLD NEW) compares the median time per round of each case of
-the same machine id; a case regresses when it is slower by more than
---fail-slower and the difference is past the noise (Mann-Whitney U test on the
-raw rounds, alpha {alpha}, or non-overlapping [min, max] with few rounds).
+Gate mode (--compare OLD NEW) takes every run on each side (a run = one result
+file, one process) and compares each case's per-run median times on the same
+machine id. A case regresses when the median of NEW's run medians is slower by
+more than --fail-slower AND a one-sided t-test on the logarithms of the run
+medians gives p < {alpha}/N (N = cases compared on that machine); an "(all)" row
+per machine tests every run's geometric mean over the cases at p < {overall}.
+Too few runs to tell gives "inconclusive", with how many runs a side would
+decide it (pytest bench --benchmark-only --bench-repeat N makes N runs). Rows
+marked contended or concurrent are left out and listed. A case of OLD that NEW
+lacks or that failed in NEW fails the gate (--allow-missing allows it).
 
 Both modes first publish the journals of bench sessions that died under the
 given paths as result files marked incomplete. Runs on synthetic data
@@ -86,19 +92,28 @@ examples:
   python -m bench.report results --all-runs --no-plots
   python -m bench.report --compare baseline/ results/ --fail-slower 10%
   python -m bench.report --compare old.json new.json --fail-slower 0.05 --strict
+  python -m bench.report --compare baseline/ results/ --allow-missing   # CI on a subset
 
 exit status:
-  0  report written / no case regressed
-  1  --compare: at least one case regressed; report mode: --strict and the report
-     shows rows marked contended or concurrent
+ report mode:
+  0  report written
+  1  --strict: the report shows rows marked contended or concurrent
   2  usage error, outputs could not be written, or warnings under --strict
+ gate mode (--compare):
+  0  pass: nothing regressed, missing or failed (inconclusive cases pass)
+  1  fail: a case (or a machine's "(all)" row) regressed; a case of OLD is
+     missing from NEW or failed there (unless --allow-missing); with --strict,
+     a case is inconclusive
+  2  OLD or NEW does not exist or holds no results, OLD and NEW share no
+     machine id, a usage error, or warnings under --strict
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
-        description=DESCRIPTION.replace("{alpha}", f"{ALPHA:g}"),
+        description=DESCRIPTION.replace("{alpha}", f"{ALPHA:g}").replace(
+            "{overall}", f"{OVERALL_ALPHA:g}"),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -120,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-runs", action="store_true",
         help="pool every run of a machine per case (statistics over all rounds) instead "
              "of using the newest run per machine and case; also lists every failure. "
-             "With --compare it pools each side.")
+             "The gate (--compare) always uses every run of each side, run by run.")
     parser.add_argument(
         "--no-plots", action="store_true",
         help="do not draw the PNG plots (they are skipped with a warning anyway when "
@@ -134,18 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true",
         help="exit with status 2 when there was any warning (after printing everything), "
              "e.g. to fail CI on a broken or foreign result file; in report mode also exit "
-             "1 when a row shown is contended or concurrent")
+             "1 when a row shown is contended or concurrent; with --compare also fail "
+             "(exit 1) on an inconclusive case")
     parser.add_argument(
         "--compare", nargs=2, metavar=("OLD", "NEW"),
-        help="gate mode: compare NEW results against OLD (each a file or folder) case "
-             "by case for the same machine id; prints improved/regressed/unchanged/"
-             "missing cases and exits 1 when any regressed. "
-             "Example: --compare results/baseline results/new")
+        help="gate mode: compare every run of NEW against every run of OLD (each a "
+             "result file or a folder of them) case by case for the same machine id; "
+             "prints each case as regressed, failed, missing, inconclusive, improved, "
+             "unchanged or added, and exits 1 when any regressed, or a case of OLD is "
+             "missing or failed in NEW. Example: --compare results/baseline results/new")
     parser.add_argument(
         "--fail-slower", type=parse_threshold, metavar="THRESHOLD",
-        help="with --compare: how much slower (median time per round) counts as a "
-             "regression, as a percentage or a fraction: 10%% or 0.1 "
+        help="with --compare: how much slower (median of the runs' median time per round) "
+             "counts as a regression, as a percentage or a fraction: 10%% or 0.1 "
              f"(default: {DEFAULT_FAIL_SLOWER * 100:.0f}%%). Improvements use the same margin.")
+    parser.add_argument(
+        "--allow-missing", action="store_true",
+        help="with --compare: a case of OLD that NEW lacks, or that failed in NEW, is listed "
+             "but does not fail the gate (e.g. NEW ran a subset of the matrix)")
     return parser
 
 
@@ -237,12 +258,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("PATHS cannot be combined with --compare; give the two sides as OLD NEW")
     if args.fail_slower is not None and not args.compare:
         parser.error("--fail-slower only applies with --compare OLD NEW")
+    if args.allow_missing and not args.compare:
+        parser.error("--allow-missing only applies with --compare OLD NEW")
     log = WarningLog()
     if args.compare:
         threshold = DEFAULT_FAIL_SLOWER if args.fail_slower is None else args.fail_slower
         recover_journals(args.compare)
         text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
-                                all_runs=args.all_runs)
+                                allow_missing=args.allow_missing, strict=args.strict,
+                                include_synthetic=args.include_synthetic)
+        if status == EXIT_BAD_INPUT:
+            print(text, end="", file=sys.stderr)
+            return status
         print(text, end="")
     else:
         status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.baseline,
