@@ -32,6 +32,11 @@ BACKEND = fashion_core.BACKEND_CHOICE.name or "tensorflow"
 # Set by ``--bench-repeat N`` for each of the N runs it starts (see pytest_cmdline_main).
 RUN_GROUP_ENV = "FASHION_BENCH_RUN_GROUP"
 REPEAT_ENV = "FASHION_BENCH_REPEAT"
+# Set by ``--bench-isolate`` for each worker process: the group of cases it runs
+# (model/device/precision) and the journal of the session it works for.
+GROUP_ENV = "FASHION_BENCH_GROUP"
+WORKER_JOURNAL_ENV = "FASHION_BENCH_WORKER_JOURNAL"
+CONCURRENT_ENV = "FASHION_BENCH_CONCURRENT"
 
 
 def pytest_addoption(parser):
@@ -64,6 +69,11 @@ def pytest_addoption(parser):
                          "result file, grouped by a shared run_group id: the gate compares "
                          "runs, and needs several a side to tell a change from noise "
                          "(default: 1)")
+    group.addoption("--bench-isolate", action="store_true",
+                    help="run each group of cases (one model, device and precision) in a "
+                         "worker process of its own, so no case inherits another's memory "
+                         "or crashes the rest; results still land in one result file. Costs "
+                         "a framework start and a calibration per group (docs/report.md)")
     group.addoption("--bench-max-contention", type=_fraction, default=0.10, metavar="SHARE",
                     help="mark a row 'contended' when other processes took more than this "
                          "share of the usable cores during a timed round, e.g. 10%% or 0.1 "
@@ -119,6 +129,8 @@ class BenchState:
         self.lock: MachineLock | None = None
         self.data_source = "fashion-mnist"
         self.wanted_devices: list[str] | None = None  # --bench-device, resolved
+        self.worker_failures: list[dict] = []  # --bench-isolate workers that died
+        self.isolating = False  # this process runs its cases in --bench-isolate workers
         self.notes: list[str] = []  # said in the terminal summary
         self._backend = None
         self._meters: dict = {}
@@ -174,10 +186,10 @@ class BenchState:
                         rounds.append(again)
                         rates[dtype] = max(rounds)
 
-    def rescale_peak_fractions(self, benchmarks) -> None:
-        """Recompute each row's share of peak against the final calibration of its dtype."""
-        for bench in benchmarks:
-            info = bench.extra_info
+    def rescale_peak_fractions(self, infos) -> None:
+        """Recompute each row's share of peak (``extra_info`` dicts) against the final
+        calibration of its dtype."""
+        for info in infos:
             peak = self.calibration.get(info.get("device"), {}).get(info.get("compute_dtype"))
             if info.get("gflops") is not None and peak:
                 info["peak_gflops"] = peak
@@ -300,6 +312,10 @@ def pytest_configure(config):
     _check_devices(config, state)
     if not _timing(config):
         return
+    if os.environ.get(WORKER_JOURNAL_ENV):  # a --bench-isolate worker: the parent holds
+        state.journal = Journal.attach(Path(os.environ[WORKER_JOURNAL_ENV]))  # the lock
+        state.concurrent = os.environ.get(CONCURRENT_ENV) == "1"
+        return
     saving = not config.getoption("--bench-no-save")
     if saving:
         root = _results_root(config, state)
@@ -397,6 +413,53 @@ def _state(config) -> BenchState:
     return config._fashion_bench
 
 
+def _group(case: matrix.Case) -> str:
+    """The isolation group of a case: its model, device and precision."""
+    return f"{case.model}/{case.device}/{case.precision}"
+
+
+def pytest_runtestloop(session):
+    """``--bench-isolate``: each group of cases runs in a worker process of its own.
+
+    The workers append their cases to this session's journal; this process writes the
+    result file from it at the end. A worker that dies takes only its own group's
+    unfinished cases with it: they are recorded as failed, and the next group runs.
+    """
+    config = session.config
+    state = _state(config)
+    if (not getattr(config.option, "bench_isolate", False) or not _timing(config)
+            or os.environ.get(WORKER_JOURNAL_ENV) or session.config.option.collectonly):
+        return None
+    if state.journal is None:
+        raise pytest.UsageError("--bench-isolate needs a result file: drop --bench-no-save")
+    groups = list(dict.fromkeys(
+        _group(item.callspec.params["case"]) for item in session.items
+        if getattr(item, "callspec", None) and "case" in item.callspec.params
+        and not item.get_closest_marker("skip")))
+    state.isolating = True
+    args = [a for a in config.invocation_params.args if a != "--bench-isolate"]
+    for index, group in enumerate(groups, 1):
+        print(f"\nfashion-bench: group {index} of {len(groups)}: {group} (worker process)",
+              flush=True)
+        env = dict(os.environ, **{GROUP_ENV: group, WORKER_JOURNAL_ENV: str(state.journal.path),
+                                  CONCURRENT_ENV: "1" if state.concurrent else "0"})
+        code = subprocess.call([sys.executable, "-m", "pytest", *args, "--bench-no-save",
+                                "--bench-quiet-wait", "0"],
+                               cwd=config.invocation_params.dir, env=env)
+        if code == pytest.ExitCode.INTERRUPTED:
+            raise KeyboardInterrupt
+        if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                        pytest.ExitCode.NO_TESTS_COLLECTED):
+            state.worker_failures.append({
+                "case": group, "suite": "*", "name": group, "fullname": f"worker {group}",
+                "phase": "worker", "error": f"the worker process of group {group} ended "
+                                            f"with exit status {code}; its unfinished "
+                                            f"cases are missing", "trace": ""})
+    worker_failures = len(_worker_results(state)["fashion_bench_failures"])
+    session.testsfailed += worker_failures + len(state.worker_failures)
+    return True
+
+
 def pytest_generate_tests(metafunc):
     """Parametrize each suite's test with its cases; absent devices are skipped."""
     if "case" not in metafunc.fixturenames:
@@ -415,6 +478,8 @@ def pytest_generate_tests(metafunc):
         batches=matrix.parse_list(option("--bench-batch"), int),
         precisions=matrix.parse_list(option("--bench-precision")))
     cases = [c for c in cases if c.suite == suite]
+    if os.environ.get(GROUP_ENV):  # a --bench-isolate worker runs one group only
+        cases = [c for c in cases if _group(c) == os.environ[GROUP_ENV]]
     cluster = _tf_config()
     if suite == "scaling" and cluster:  # this process is one worker of several
         workers = len(cluster.get("cluster", {}).get("worker", [])) or 1
@@ -575,20 +640,45 @@ def _save(config, state: BenchState, exitstatus) -> None:
         return  # in a multi-worker run only the chief (worker 0) writes the result file
     failed = {f["fullname"] for f in state.failures}
     benchmarks = [b for b in bs.benchmarks if b and b.fullname not in failed]
-    if not benchmarks and not state.failures:
+    workers = _worker_results(state)
+    failures = state.failures + workers["fashion_bench_failures"] + state.worker_failures
+    if not benchmarks and not workers["benchmarks"] and not failures:
         return
     machine_info = bs.get_machine_info()  # recalibrates: see BenchState.recalibrate
-    state.rescale_peak_fractions(benchmarks)
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
     output = config.hook.pytest_benchmark_generate_json(
         config=config, benchmarks=benchmarks, include_data=True,
         machine_info=machine_info, commit_info=commit_info)
-    output["fashion_bench_failures"] = state.failures
+    output["benchmarks"] += workers["benchmarks"]
+    state.rescale_peak_fractions([b["extra_info"] for b in output["benchmarks"]])
+    output["fashion_bench_failures"] = failures
     output["fashion_bench_status"] = (STATUS_INTERRUPTED
                                       if exitstatus == pytest.ExitCode.INTERRUPTED
                                       else STATUS_COMPLETE)
     state.saved = save_run(output, _results_root(config, state),
                            machine_info["fashion_bench"]["machine_id"])
+
+
+def _worker_results(state: BenchState) -> dict:
+    """What ``--bench-isolate`` workers appended to this session's journal.
+
+    Under isolation this process runs no case itself, so every benchmark and failure in
+    its journal is a worker's. The workers' calibrations join this session's (and are
+    measured again at the end, as its own are).
+    """
+    from bench.journal import read_journal
+
+    if not (state.isolating and state.journal and state.journal.path.exists()):
+        return {"benchmarks": [], "fashion_bench_failures": []}
+    document = read_journal(state.journal.path)
+    for device, rates in document["machine_info"]["fashion_bench"].get(
+            "calibration_gflops_by_dtype", {}).items():
+        for dtype, rate in rates.items():
+            known = state.calibration.setdefault(device, {})
+            if not known.get(dtype):
+                known[dtype] = rate
+                state.calibration_rounds.setdefault(device, {})[dtype] = [rate]
+    return document
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -67,6 +67,14 @@ class Journal:
         self._write({"kind": "header", "pid": pid, "host": socket.gethostname(),
                      "process_start": _process_start(pid), **header})
 
+    @classmethod
+    def attach(cls, path: Path) -> Journal:
+        """Append to another process's journal (a ``--bench-isolate`` worker's cases)."""
+        journal = cls.__new__(cls)
+        journal.path = Path(path)
+        journal._file = open(journal.path, "a", encoding="utf-8")  # noqa: SIM115
+        return journal
+
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record, default=str) + "\n")
         self._file.flush()

@@ -178,7 +178,7 @@ def test_step(benchmark, case, bench_state):
 SUITE_THAT_DIES = """\
 import os, signal
 SUITE = 'inference'
-def test_dies(case):
+def test_dies(benchmark, case):
     os.kill(os.getpid(), signal.SIGKILL)  # dies as an out-of-memory kill would
 """
 
