@@ -53,7 +53,7 @@ from bench.loader import (
     load_results,
     spoiled_mask,
 )
-from bench.tables import (
+from bench.text import (
     NO_VALUE,
     first_line,
     format_run_spread,
@@ -250,7 +250,7 @@ def _spread(values: Sequence[float]) -> float:
 
 
 def _run_medians(frame: pd.DataFrame) -> dict[tuple, dict[str, float]]:
-    """(machine, suite, case) -> {run file: median time per round}."""
+    """(machine, suite, case) -> {run file: median time per round}: the gate's evidence."""
     medians: dict[tuple, dict[str, float]] = {}
     for record in frame.to_dict("records"):
         median = record.get("median")
@@ -258,6 +258,25 @@ def _run_medians(frame: pd.DataFrame) -> dict[tuple, dict[str, float]]:
             key = tuple(record[k] for k in CASE_KEY)
             medians.setdefault(key, {})[str(record["run_file"])] = float(median)
     return medians
+
+
+def run_spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """Run-to-run spread of each (machine, suite, case) with at least two runs.
+
+    The unit is a run (one process): its median time per round, as the gate sees it;
+    contended and concurrent rows are left out. Columns: machine_id, suite, case, label,
+    runs, fastest, median, slowest and spread = slowest / fastest - 1, the figure a 10%
+    threshold is held against.
+    """
+    usable = frame[~spoiled_mask(frame)] if not frame.empty else frame
+    labels = {tuple(row[:3]): row[3] for row in usable[CASE_KEY + ["label"]].to_numpy()} \
+        if not usable.empty else {}
+    rows = [[*key, labels[key], len(runs), min(runs), statistics.median(runs), max(runs),
+             _spread(runs)] for key, runs in sorted(
+                 (key, list(by_run.values())) for key, by_run in _run_medians(usable).items())
+            if len(runs) >= 2]
+    return pd.DataFrame(rows, columns=["machine_id", "suite", "case", "label", "runs",
+                                       "fastest", "median", "slowest", "spread"])
 
 
 def _row(status: str, key: tuple, old: Sequence[float] = (), new: Sequence[float] = (),

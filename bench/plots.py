@@ -16,13 +16,14 @@ import pandas as pd
 
 from bench.loader import WarningLog
 from bench.tables import (
+    COMPILED,
+    COMPILED_VS_NOT,
     MIXED_PRECISIONS,
-    MODEL_ORDER,
-    is_true,
-    number,
-    order_key,
+    order,
     precision_xla_speedups,
+    yes,
 )
+from bench.text import has
 
 THROUGHPUT_PNG = "throughput_vs_batch.png"
 SPEEDUP_PNG = "speedup_precision_xla.png"
@@ -52,8 +53,7 @@ def throughput_lines(frame: pd.DataFrame, suite: str) -> list[dict]:
         lines.append({"label": label, "model": model, "backend": backend,
                       "batch_sizes": [int(b) for b in best.index],
                       "samples_per_second": [float(v) for v in best.to_numpy()]})
-    lines.sort(key=lambda line: (line["label"], order_key(MODEL_ORDER, line["model"]),
-                                 line["backend"]))
+    lines.sort(key=lambda line: (line["label"], order("model", line["model"]), line["backend"]))
     return lines
 
 
@@ -64,12 +64,13 @@ def tta_bars(frame: pd.DataFrame) -> list[dict]:
     rows = frame[frame["suite"] == "tta"]
     bars = []
     for r in rows.to_dict("records"):
-        reached = is_true(r.get("reached"))
-        seconds = number(r.get("seconds_to_accuracy") if reached else r.get("median"))
-        if seconds is None or seconds <= 0:
+        reached = yes(r.get("reached"))
+        seconds = r.get("seconds_to_accuracy") if reached else r.get("median")
+        if not has(seconds) or seconds <= 0:
             continue
+        compiled = " torch.compile" if r["backend"] == "torch" else " XLA"
         text = (f"{r['label']}  {r['model']} b{int(r['batch_size'])} {r['precision']}"
-                f"{' XLA' if is_true(r.get('xla')) else ''}"
+                f"{compiled if yes(r.get('xla')) else ''}"
                 f"{'' if r['backend'] == 'tensorflow' else ' ' + r['backend']}")
         bars.append({"text": text, "seconds": seconds, "reached": reached,
                      "label": r["label"]})
@@ -113,7 +114,7 @@ def _throughput_figure(figure_class, frame: pd.DataFrame):
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
         axes.set_xlabel("batch size")
-        axes.set_ylabel("samples/s (best precision/XLA setting)")
+        axes.set_ylabel(f"samples/s (best precision and {COMPILED} setting)")
         axes.set_title(title)
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small")
@@ -127,7 +128,7 @@ def _speedup_figure(figure_class, frame: pd.DataFrame):
     speedups = precision_xla_speedups(frame)
     # One group of bars per machine/device and backend.
     speedups["label"] = speedups["label"] + " " + speedups["backend"]
-    comparisons = [f"{p} vs fp32" for p in MIXED_PRECISIONS] + ["XLA vs no XLA"]
+    comparisons = [f"{p} vs fp32" for p in MIXED_PRECISIONS] + [COMPILED_VS_NOT]
     for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
         rows = speedups[speedups["suite"] == suite]
         if rows.empty:
@@ -158,7 +159,7 @@ def _speedup_figure(figure_class, frame: pd.DataFrame):
         axes.set_ylabel("speedup in samples/s (geometric mean, min–max)")
         axes.set_title(title)
         axes.legend(fontsize="small")
-    figure.suptitle("Mixed precision over fp32 and XLA over no XLA, per machine/device")
+    figure.suptitle(f"Mixed precision over fp32 and {COMPILED} on over off, per machine/device")
     return figure
 
 

@@ -17,20 +17,27 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import tables
 from bench.atomic import write_atomic
-from bench.compare import ALPHA, EXIT_BAD_INPUT, OVERALL_ALPHA, parse_threshold, run_gate
+from bench.compare import (
+    ALPHA,
+    EXIT_BAD_INPUT,
+    OVERALL_ALPHA,
+    parse_threshold,
+    run_gate,
+    run_spread,
+)
 from bench.journal import recover_orphans
 from bench.loader import (
     ResultSet,
     WarningLog,
     current_failures,
     load_results,
-    run_spread,
     select_runs,
     spoiled_mask,
 )
 from bench.plots import write_plots
-from bench.tables import build_report, choose_baseline
+from bench.text import escape
 
 DEFAULT_RESULTS = Path("results")
 REPORT_MD = "REPORT.md"
@@ -48,11 +55,12 @@ Report mode reads every result file (pytest-benchmark JSON with the fashion-benc
 machine block) under PATHS, searched recursively for *.json, and:
   * prints markdown tables: training throughput, inference throughput, latency
     p50/p90/p99, time to accuracy, compile time, share of calibrated peak, mixed
-    precision and XLA speedups, scaling (when present) and failures;
-    rows are cases (model, batch, precision, XLA, backend), columns machine/device
-    labels such as amd-epyc-2c/cpu, cells the median with its spread
-    ("276k/s ±2.0%": ± is the interquartile range of the rounds as % of the median)
-    plus speedup columns against the baseline;
+    precision and XLA / torch.compile speedups, scaling, reference loops and
+    energy (when present) and failures; rows are cases (model, batch, precision,
+    XLA / torch.compile on or off, backend), columns machine/device labels such as
+    amd-epyc-2c/cpu, cells the median with its spread ("276k/s ±2.0%": ± is the
+    interquartile range of the rounds as % of the median), then speedup columns
+    relative to one machine/device (--relative-to);
   * writes REPORT.md, report.csv (one row per benchmark per run) and the plots
     throughput_vs_batch.png, speedup_precision_xla.png and time_to_accuracy.png
     into --out. Files are replaced atomically; result JSON files are never written.
@@ -88,7 +96,7 @@ EPILOG = """\
 examples:
   python -m bench.report                          # everything under results/
   python -m bench.report results/amd-epyc-2c results/intel-xeon-8c-nvidia-h100
-  python -m bench.report results --out report --baseline intel-xeon-8c-nvidia-h100/cpu
+  python -m bench.report results --out report --relative-to intel-xeon-8c-nvidia-h100/cpu
   python -m bench.report results --all-runs --no-plots
   python -m bench.report --compare baseline/ results/ --fail-slower 10%
   python -m bench.report --compare old.json new.json --fail-slower 0.05 --strict
@@ -126,11 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder for {REPORT_MD}, {REPORT_CSV} and the PNG plots, created if needed "
              f"(default: {DEFAULT_RESULTS}/). Example: --out report")
     parser.add_argument(
-        "--baseline", metavar="MACHINE[/DEVICE]",
-        help="what the speedup columns compare against: a machine id (its first CPU "
-             "device) or a machine/device label, e.g. amd-epyc-2c or "
-             "intel-xeon-8c-nvidia-h100/gpu:0. Default: the first CPU machine/device "
-             "label in sorted order, the slowest-looking one.")
+        "--relative-to", "--baseline", dest="relative_to", metavar="MACHINE[/DEVICE]",
+        help="the machine/device the speedup columns are relative to: a machine id (its "
+             "first CPU device) or a machine/device label, e.g. amd-epyc-2c or "
+             "intel-xeon-8c-nvidia-h100/gpu:0. Default: the first CPU machine/device label "
+             "in sorted order. --baseline is its old name (the reference-loop suite is "
+             "called baseline).")
     parser.add_argument(
         "--all-runs", action="store_true",
         help="pool every run of a machine per case (statistics over all rounds) instead "
@@ -210,7 +219,39 @@ def long_form_csv(frame: pd.DataFrame) -> str:
     return table.to_csv(index=False, lineterminator="\n")
 
 
-def make_report(paths: Sequence[str | Path], out_dir: Path, baseline_request: str | None,
+def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | None,
+                 all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """REPORT.md: intro, notes, then every table of :mod:`bench.tables` with something to
+    show, and the warnings. ``selected``: the rows the case tables show (select_runs)."""
+    machine_ids = sorted({run.machine_id for run in results.runs})
+    labels, runs = selected["label"].nunique() if not selected.empty else 0, len(results.runs)
+    intro = [
+        "# Fashion-MNIST benchmark report",
+        f"{runs} run{'s' if runs != 1 else ''} on {len(machine_ids)} machine"
+        f"{'s' if len(machine_ids) != 1 else ''} "
+        f"({', '.join(f'`{m}`' for m in machine_ids) or 'none'}); "
+        f"{labels} machine/device column{'s' if labels != 1 else ''}. "
+        + tables.selection_phrase(all_runs),
+        f"Speedups are relative to `{reference}` (`--relative-to` changes it)." if reference
+        else "No speedups: no results."]
+    if notes:
+        intro.append("\n".join(f"Note: {note}" for note in notes))
+    sections = [(tables.MACHINES, results.runs), (tables.RUNS, results.runs)]
+    sections += [(table, selected) for table in (
+        tables.TRAINING, tables.INFERENCE, tables.LATENCY, tables.TIME_TO_ACCURACY,
+        tables.COMPILE, tables.PEAK, tables.precision_xla_table(selected), tables.SCALING,
+        tables.REFERENCE_LOOPS, tables.ENERGY, *(tables.other_suite(name, selected) for name in
+        sorted(set(selected.get("suite", [])) - set(tables.DEDICATED_SUITES))))]
+    sections += [(tables.SPREAD, run_spread(results.benchmarks)),
+                 (tables.FAILURES, current_failures(results, all_runs))]
+    parts = intro + [f"## {table.title}\n\n{text}" for table, data in sections
+                     if (text := tables.render(table, data, reference, all_runs)) is not None]
+    if warnings:
+        parts.append("## Warnings\n\n" + "\n".join(f"- {escape(w)}" for w in warnings))
+    return "\n\n".join(parts) + "\n"
+
+
+def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: str | None,
                 all_runs: bool, draw_plots: bool, log: WarningLog,
                 include_synthetic: bool = False, strict: bool = False) -> int:
     """Report mode: load, print the report, write the outputs; returns the exit status."""
@@ -223,13 +264,10 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, baseline_request: st
         print("no results to report; nothing written", file=sys.stderr)
         return EXIT_OK
     selected = select_runs(results.benchmarks, all_runs)
-    baseline, problem = choose_baseline(selected, baseline_request)
+    reference, problem = tables.relative_to(selected, reference_request)
     if problem:
-        log.warn("--baseline", problem)
-    report = build_report(results.machines, selected, current_failures(results, all_runs),
-                          baseline, all_runs, len(results.runs), log.messages,
-                          runs=results.runs, spread=run_spread(results.benchmarks),
-                          notes=notes)
+        log.warn("--relative-to (--baseline)", problem)
+    report = build_report(results, selected, reference, all_runs, log.messages, notes)
     print(report)
     written = []
     try:
@@ -272,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status
         print(text, end="")
     else:
-        status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.baseline,
+        status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
                              args.all_runs, not args.no_plots, log, args.include_synthetic,
                              args.strict)
     if args.strict and log.messages:

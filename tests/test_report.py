@@ -24,15 +24,16 @@ import pandas as pd
 import pytest
 
 from bench import compare, tables
+from bench import text as text_module
+from bench.compare import run_spread
 from bench.loader import (
     WarningLog,
     current_failures,
     load_results,
-    run_spread,
     select_newest,
     select_runs,
 )
-from bench.report import main
+from bench.report import build_report, main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESULTS = FIXTURES / "results"
@@ -160,41 +161,39 @@ def test_failure_listed_while_current(results):
 # --------------------------------------------------------------------------- tables vs stored text
 
 TABLES = {
-    "expected_train.md": lambda s, b: tables.render_training_table(s, b, False),
-    "expected_inference.md": lambda s, b: tables.render_inference_table(s, b, False),
-    "expected_latency.md": lambda s, b: tables.render_latency_table(s, b, False),
-    "expected_tta.md": lambda s, b: tables.render_tta_table(s, b, False),
-    "expected_compile.md": lambda s, b: tables.render_compile_table(s, b, False),
-    "expected_peak.md": lambda s, b: tables.render_peak_table(s, False),
-    "expected_precision_xla.md": lambda s, b: tables.render_precision_xla_table(s, False),
-    "expected_scaling.md": lambda s, b: tables.render_scaling_table(s, False),
+    "expected_train.md": lambda s, b: tables.render(tables.TRAINING, s, b),
+    "expected_inference.md": lambda s, b: tables.render(tables.INFERENCE, s, b),
+    "expected_latency.md": lambda s, b: tables.render(tables.LATENCY, s, b),
+    "expected_tta.md": lambda s, b: tables.render(tables.TIME_TO_ACCURACY, s, b),
+    "expected_compile.md": lambda s, b: tables.render(tables.COMPILE, s, b),
+    "expected_peak.md": lambda s, b: tables.render(tables.PEAK, s),
+    "expected_precision_xla.md": lambda s, b: tables.render(tables.precision_xla_table(s), s),
+    "expected_scaling.md": lambda s, b: tables.render(tables.SCALING, s),
 }
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_table_matches_expected(name, newest):
-    baseline, problem = tables.choose_baseline(newest, None)
+    baseline, problem = tables.relative_to(newest, None)
     assert (baseline, problem) == (f"{AMD}/cpu", None)
     check_expected(name, TABLES[name](newest, baseline))
 
 
 def test_pooled_training_table_matches_expected(results):
     pooled = select_runs(results.benchmarks, all_runs=True)
-    text = tables.render_training_table(pooled, f"{AMD}/cpu", True)
+    text = tables.render(tables.TRAINING, pooled, f"{AMD}/cpu", True)
     assert "All runs pooled" in text.splitlines()[0]
     check_expected("expected_train_all_runs.md", text)
 
 
 def test_failures_and_machines_match_expected(results):
     check_expected("expected_failures.md",
-                   tables.render_failures_table(current_failures(results, False), False))
-    check_expected("expected_machines.md", tables.render_machines_table(results.machines))
+                   tables.render(tables.FAILURES, current_failures(results, False)))
+    check_expected("expected_machines.md", tables.render(tables.MACHINES, results.runs))
 
 
 def test_whole_report_matches_expected(results, newest):
-    report = tables.build_report(results.machines, newest, current_failures(results, False),
-                                 f"{AMD}/cpu", False, len(results.runs), runs=results.runs,
-                                 spread=run_spread(results.benchmarks))
+    report = build_report(results, newest, f"{AMD}/cpu", False)
     check_expected("expected_report.md", report)
 
 
@@ -234,15 +233,15 @@ def test_speedups_by_hand():
          "case": "d", "model": "mlp", "batch_size": 128, "precision": "fp32", "xla": True,
          "backend": "tensorflow", "compile_seconds": 0.5, "median": 0.5, "iqr": 0.0, "rounds": 1},
     ])
-    assert tables.choose_baseline(frame, None) == ("slow/cpu", None)
-    train = tables.render_training_table(frame, "slow/cpu", False)
+    assert tables.relative_to(frame, None) == ("slow/cpu", None)
+    train = tables.render(tables.TRAINING, frame, "slow/cpu")
     # 4000/s over 1000/s is 4x; spread 0.6 s of 60 s is 1.0%; one round shows no spread.
     assert _cell_row(train, "mlp", "128") == ["mlp", "128", "fp32", "yes", "tensorflow",
                                                "1.00k/s ±1.0%", "4.00k/s ±2.0%", "4.00×"]
-    compile_table = tables.render_compile_table(frame, "slow/cpu", False)
+    compile_table = tables.render(tables.COMPILE, frame, "slow/cpu")
     assert _cell_row(compile_table, "mlp")[-3:] == ["2.00 s", "0.500 s", "4.00×"]
     # The other way round the speedup is 0.25x.
-    assert _cell_row(tables.render_training_table(frame, "fast/gpu:0", False), "mlp")[-1] \
+    assert _cell_row(tables.render(tables.TRAINING, frame, "fast/gpu:0"), "mlp")[-1] \
         == "0.25×"
 
 
@@ -256,7 +255,7 @@ def test_fixture_speedups_match_the_stored_numbers(newest):
 
     cpu = rate(AMD, "mlp-cpu-b128-fp32-noxla")
     gpu = rate(INTEL, "mlp-gpu0-b128-fp32-noxla")
-    table = tables.render_training_table(newest, f"{AMD}/cpu", False)
+    table = tables.render(tables.TRAINING, newest, f"{AMD}/cpu")
     assert _cell_row(table, "mlp", "128", "fp32", "no")[-1] == f"{gpu / cpu:.2f}×"
 
 
@@ -280,8 +279,9 @@ def test_precision_and_xla_speedups_by_hand():
     assert speedups.loc["fp16 vs fp32", "speedup"] == pytest.approx(3.2 ** 0.5)
     assert speedups.loc["fp16 vs fp32", "cases"] == 2
     # XLA: 150/100 = 1.5 and 240/200 = 1.2 -> sqrt(1.8).
-    assert speedups.loc["XLA vs no XLA", "speedup"] == pytest.approx(1.8 ** 0.5)
-    assert (speedups.loc["XLA vs no XLA", "low"], speedups.loc["XLA vs no XLA", "high"]) \
+    compiled = tables.COMPILED_VS_NOT  # XLA, or torch.compile under PyTorch
+    assert speedups.loc[compiled, "speedup"] == pytest.approx(1.8 ** 0.5)
+    assert (speedups.loc[compiled, "low"], speedups.loc[compiled, "high"]) \
         == pytest.approx((1.2, 1.5))
 
 
@@ -289,13 +289,13 @@ def test_precision_and_xla_speedups_by_hand():
     (276_345.0, "276k"), (27_634.0, "27.6k"), (1_234_567.0, "1.23M"), (999.6, "1.00k"),
     (950.0, "950"), (0.5, "0.500")])
 def test_si_format(value, text):
-    assert tables.format_si(value) == text
+    assert text_module.format_si(value) == text
 
 
 def test_baseline_option(newest, capsys):
-    assert tables.choose_baseline(newest, INTEL) == (f"{INTEL}/cpu", None)
-    assert tables.choose_baseline(newest, f"{INTEL}/gpu:0") == (f"{INTEL}/gpu:0", None)
-    label, problem = tables.choose_baseline(newest, "no-such-machine")
+    assert tables.relative_to(newest, INTEL) == (f"{INTEL}/cpu", None)
+    assert tables.relative_to(newest, f"{INTEL}/gpu:0") == (f"{INTEL}/gpu:0", None)
+    label, problem = tables.relative_to(newest, "no-such-machine")
     assert label == f"{AMD}/cpu" and "no-such-machine" in problem
 
 
@@ -782,7 +782,7 @@ def test_help_explains_every_option(capsys):
 def test_reference_table_puts_each_reference_beside_the_compiled_step():
     import pandas as pd
 
-    from bench.tables import render_reference_table
+    from bench.tables import REFERENCE_LOOPS, render
 
     common = {"label": "m/cpu", "model": "mlp", "batch_size": 128, "precision": "fp32",
               "backend": "tensorflow"}
@@ -794,12 +794,12 @@ def test_reference_table_puts_each_reference_beside_the_compiled_step():
         {**common, "suite": "baseline", "xla": False, "seconds_per_epoch": 10.0,
          "variant": "tutorial-eager"},
     ])
-    table = render_reference_table(frame, all_runs=False)
+    table = render(REFERENCE_LOOPS, frame)
     lines = [line for line in table.splitlines() if line.startswith("| m/cpu")]
     assert len(lines) == 2
     assert "keras-fit" in lines[0] and "3.00×" in lines[0] and "0.250 s" in lines[0]
     assert "tutorial-eager" in lines[1] and "40.0×" in lines[1]
-    assert render_reference_table(frame[frame["suite"] == "train"], all_runs=False) is None
+    assert render(REFERENCE_LOOPS, frame[frame["suite"] == "train"]) is None
 
 
 def test_machines_table_lists_each_backends_calibration(tmp_path, capsys):
@@ -893,7 +893,7 @@ def test_peak_share_divides_by_the_best_calibration_of_the_dtype(results_v2):
 
 
 def test_peak_table_marks_shares_above_100_percent(results_v2):
-    table = tables.render_peak_table(select_newest(results_v2.benchmarks), False)
+    table = tables.render(tables.PEAK, select_newest(results_v2.benchmarks))
     assert _cell_row(table, "train", "mlp", "128", "bf16")[6].startswith("191%‼")
     assert "‼ = above 100%" in table.splitlines()[0]
     assert _cell_row(table, "train", "mlp", "512", "fp16")[7] == "— (2.05 TFLOP/s)‡"
@@ -902,15 +902,15 @@ def test_peak_table_marks_shares_above_100_percent(results_v2):
 
 def test_contended_and_concurrent_cells_are_marked_with_a_legend(results_v2):
     newest = select_newest(results_v2.benchmarks)
-    inference = tables.render_inference_table(newest, f"{AMD}/cpu", False)
+    inference = tables.render(tables.INFERENCE, newest, f"{AMD}/cpu")
     assert _cell_row(inference, "mlp", "1024")[5].endswith("†")
     assert "† = contended" in inference.splitlines()[0]
-    train = tables.render_training_table(newest, f"{AMD}/cpu", False)
+    train = tables.render(tables.TRAINING, newest, f"{AMD}/cpu")
     assert _cell_row(train, "mlp", "512", "fp32")[6].endswith("‡")
     assert "‡ = concurrent" in train.splitlines()[0] and "†" not in train
     # Without marked rows the caption carries no legend (the schema-1 fixtures).
-    assert "contended" not in tables.render_training_table(
-        newest[newest["machine_id"] == AMD].iloc[:0], None, False)
+    assert "contended" not in tables.render(
+        tables.TRAINING, newest[newest["machine_id"] == AMD].iloc[:0], None)
 
 
 def test_strict_report_fails_on_contended_rows(tmp_path, capsys):
@@ -921,16 +921,16 @@ def test_strict_report_fails_on_contended_rows(tmp_path, capsys):
 
 
 def test_energy_unavailable_is_said_never_zero(results_v2):
-    table = tables.render_energy_table(select_newest(results_v2.benchmarks), False)
+    table = tables.render(tables.ENERGY, select_newest(results_v2.benchmarks))
     assert _cell_row(table, "train", "mlp", "128", "fp32", "yes", "jax")[6] == "unavailable"
     assert _cell_row(table, "train", "mlp", "512", "fp32")[7] == "21.5 J, 2.80k/J, 310 W (nvml)‡"
     assert " 0 J" not in table
-    assert tables.render_energy_table(select_newest(load_results([RESULTS], WarningLog())
-                                                    .benchmarks), False) is None
+    assert tables.render(tables.ENERGY, select_newest(load_results([RESULTS], WarningLog())
+                                                      .benchmarks)) is None
 
 
 def test_runs_table_marks_incomplete_runs(results_v2, capsys, tmp_path):
-    text = tables.render_runs_table(results_v2.runs)
+    text = tables.render(tables.RUNS, results_v2.runs)
     row = _cell_row(text, "0005_20261201-090000.json")
     assert row[5] == "incomplete (died; recovered)"
     assert _cell_row(text, "0002_20261201-070200.json")[6] == "20261201-070000-4242 (2/3)"

@@ -1,0 +1,96 @@
+"""How the report writes numbers and tables: shared by the tables, the gate and the history.
+
+``276k`` (three significant digits with k/M/G), ``0.217 s`` (``41.2 ms`` below 0.1 s),
+``3.10×`` (a speedup), ``—`` (no value), and padded markdown tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+NO_VALUE = "—"
+
+
+def has(value: object) -> bool:
+    """A value was measured: not None, NaN or NA (the loader's markers of "absent")."""
+    return value is not None and value is not pd.NA and value == value
+
+
+def sig3(value: float) -> str:
+    """Three significant digits, trailing zeros kept (``0.720``, ``12.0``, ``276``)."""
+    text = f"{value:#.3g}"
+    if "e" in text:  # large values read best in full; tiny ones keep the exponent
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2e}"
+    return text.rstrip(".")
+
+
+def format_si(value: float) -> str:
+    """A count with k/M/G suffix and three significant digits: ``276k``, ``1.23M``."""
+    rounded = float(f"{value:.3g}")
+    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(rounded) >= threshold:
+            return sig3(rounded / threshold) + suffix
+    return sig3(rounded)
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.217 s``, ``41.2 ms``, ``1,234 s``."""
+    if seconds < 0.1:
+        return f"{sig3(seconds * 1000)} ms"
+    return f"{seconds:,.0f} s" if seconds >= 1000 else f"{sig3(seconds)} s"
+
+
+def format_share(fraction: float) -> str:
+    """A spread or change as a percentage: ``0.4%`` (one decimal below 10%), ``15%``."""
+    return f"{100 * fraction:.1f}%" if 100 * fraction < 10 else f"{100 * fraction:.0f}%"
+
+
+def format_run_spread(spread: float) -> str:
+    """Slowest / fastest run - 1 as a percentage; ``—`` without one."""
+    return format_share(spread) if has(spread) else NO_VALUE
+
+
+def format_speedup(ratio: float | None) -> str:
+    """``3.10×``, ``41.2×``, ``250×``; ``—`` without one."""
+    if not has(ratio) or not math.isfinite(ratio):
+        return NO_VALUE
+    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.1f}×" if ratio < 100 else f"{ratio:.0f}×"
+
+
+def format_gflops(gflops: float) -> str:
+    """Calibration figures: ``96.4``, ``800``, ``51,200``."""
+    return f"{gflops:,.0f}" if gflops >= 100 else f"{gflops:.1f}"
+
+
+def format_int(value: object) -> str:
+    return str(int(value)) if has(value) else NO_VALUE
+
+
+def first_line(error: object, width: int = 100) -> str:
+    """The first line of an error message, cut to ``width`` characters."""
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def escape(text: object) -> str:
+    """A cell on one line, whose pipes do not split the row."""
+    return str(text).replace("\n", " ").replace("|", "\\|")
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
+                   align: Sequence[str]) -> str:
+    """A padded markdown table; ``align`` holds ``"l"`` or ``"r"`` per column."""
+    body = [[escape(cell) for cell in row] for row in rows]
+    head = [escape(h) for h in headers]
+    widths = [max([len(head[i]), 3] + [len(row[i]) for row in body]) for i in range(len(head))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w)
+                                 for c, w, a in zip(cells, widths, align, strict=True)) + " |"
+
+    rule = "| " + " | ".join("-" * (w - 1) + ":" if a == "r" else "-" * w
+                              for w, a in zip(widths, align, strict=True)) + " |"
+    return "\n".join([line(head), rule] + [line(row) for row in body])
