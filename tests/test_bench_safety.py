@@ -260,3 +260,41 @@ def test_repeat_makes_one_process_and_file_per_run_in_one_group(tmp_path):
     infos = [json.loads(f.read_text())["machine_info"]["fashion_bench"] for f in files]
     assert len(files) == 2 and [i["repeat"] for i in infos] == [[1, 2], [2, 2]]
     assert infos[0]["run_group"] and infos[0]["run_group"] == infos[1]["run_group"]
+
+
+ISOLATED_SUITE = """\
+import os, signal
+SUITE = 'train'
+def test_step(benchmark, case, bench_state):
+    from bench.measure import record, timed_rounds
+    if case.precision == 'bf16':
+        os.kill(os.getpid(), signal.SIGKILL)  # this group's worker dies
+    timed_rounds(benchmark, bench_state, case.device, lambda: sum(range(1000)),
+                 rounds=2, warmup_rounds=1)
+    record(benchmark, case, state=bench_state, worker=os.getpid())
+"""
+
+
+@pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
+def test_isolated_groups_run_in_workers_and_a_dying_worker_takes_only_its_group(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text((ROOT / "bench" / "conftest.py").read_text())
+    (suite / "test_isolated.py").write_text(ISOLATED_SUITE)
+    results = tmp_path / "results"
+    proc = _run_bench([str(suite), "--benchmark-only", "--bench-matrix", "quick",
+                       "--bench-device", "cpu", "--bench-model", "mlp", "--bench-batch", "128",
+                       "--bench-results", str(results), "--bench-isolate"], tmp_path)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]  # a group failed
+    [result] = list(results.rglob("*.json"))
+    document = json.loads(result.read_text())
+    rows = {row["extra_info"]["case"]: row["extra_info"] for row in document["benchmarks"]}
+    assert set(rows) == {"mlp-cpu-b128-fp32-xla", "mlp-cpu-b128-fp32-noxla",
+                         "mlp-cpu-b128-fp16-xla"}
+    # One worker a group: the two fp32 cases shared one, fp16 had its own.
+    assert rows["mlp-cpu-b128-fp32-xla"]["worker"] == rows["mlp-cpu-b128-fp32-noxla"]["worker"]
+    assert rows["mlp-cpu-b128-fp16-xla"]["worker"] != rows["mlp-cpu-b128-fp32-xla"]["worker"]
+    [failure] = document["fashion_bench_failures"]
+    assert "group mlp/cpu/bf16" in failure["error"] and document["fashion_bench_status"] == \
+        "complete"
+    assert not list(results.rglob(".journal-*"))
