@@ -33,7 +33,8 @@ EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
 # five pairs (ten runs) take about ten minutes.
 DEFAULT_SELECTION = ["-k", "test_train_epoch or test_inference_throughput"]
 DEFAULT_PAIRS = 5
-CONFIDENCE = 0.95
+# 99%: a case is called slower by chance in about 1 of 200 unchanged comparisons.
+CONFIDENCE = 0.99
 #: Runs with contended rows are made again, at most this many times per pair and side.
 MAX_REDO = 2
 

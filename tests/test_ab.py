@@ -1,0 +1,93 @@
+"""bench.ab: revisions checked, pairs run alternately, verdicts from the pair ratios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import ab
+from tests.test_bench_harness import ROOT
+
+
+def test_an_unknown_revision_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
+    before = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True,
+                            cwd=ROOT).stdout
+    code = ab.main(["HEAD", "no-such-revision-xyz", "--repo", str(ROOT), "--out",
+                    str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "unknown revision 'no-such-revision-xyz'" in err
+    assert not (tmp_path / "out").exists()
+    assert subprocess.run(["git", "worktree", "list"], capture_output=True, text=True,
+                          cwd=ROOT).stdout == before
+
+
+def _ratios(rng, n: int, change: float, noise: float) -> list[float]:
+    return list(change * np.exp(rng.normal(0, noise, n)))
+
+
+def test_a_slowdown_is_flagged_and_unchanged_code_is_not():
+    rng = np.random.default_rng(0)
+    # Pairs of back-to-back runs agree within a few percent; B adds 15%.
+    assert ab.verdict(_ratios(rng, 5, 1.15, 0.03), 0.05)["verdict"] == "slower"
+    assert ab.verdict(_ratios(rng, 5, 0.80, 0.03), 0.05)["verdict"] == "faster"
+    slower = sum(ab.verdict(_ratios(rng, 5, 1.0, 0.05), 0.05)["verdict"] == "slower"
+                 for _ in range(300))
+    assert slower <= 6  # A against A: about 1 in 200 by chance, at 99% confidence
+    assert ab.verdict([1.3], 0.05)["verdict"].startswith("inconclusive")
+
+
+def _result(folder, medians: dict, contended=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    number = len(list(folder.glob("*.json"))) + 1
+    path = folder / f"{number:04d}_x.json"
+    rows = [{"stats": {"median": m}, "extra_info": {"suite": "train", "case": case,
+                                                     "contended": case in contended}}
+            for case, m in medians.items()]
+    path.write_text(json.dumps({"benchmarks": rows}))
+    return path
+
+
+def test_pairs_alternate_redo_contended_runs_and_judge_each_case(tmp_path, capsys):
+    order = []
+    rng = np.random.default_rng(1)
+    drift = {"now": 1.0}  # the machine drifts between pairs; both runs of a pair see it
+
+    class FakeRunner:
+        def __init__(self, name, slow):
+            self.name, self.slow, self.calls = name, slow, 0
+
+        def run(self):
+            order.append(self.name)
+            self.calls += 1
+            if self.name == "BASE":
+                drift["now"] = 1 + 0.3 * rng.random()
+            busy = ("b",) if self.name == "HEAD" and self.calls == 2 else ()
+            noise = np.exp(rng.normal(0, 0.01, 2))
+            return _result(tmp_path / self.name, {"a": drift["now"] * self.slow * noise[0],
+                                                  "b": 2.0 * drift["now"] * noise[1]}, busy)
+
+    base, head = FakeRunner("BASE", 1.0), FakeRunner("HEAD", 1.2)
+    made = ab.run_pairs(base, head, 3)
+    assert order == ["BASE", "HEAD", "BASE", "HEAD", "HEAD", "BASE", "HEAD"]  # one redo
+    rows = {r["case"]: r for r in ab.verdicts(made, 0.05)}
+    assert rows["a"]["verdict"] == "slower" and rows["a"]["ratio"] > 1.1
+    assert rows["b"]["verdict"] != "slower" and rows["b"]["pairs"] == 3
+    text = ab.render(list(rows.values()), 0.05, "a" * 40, "b" * 40)
+    assert "**SLOWER**: 1 case(s) slower" in text
+
+
+def test_help_explains_the_verdict_and_exit_status():
+    out = subprocess.run([sys.executable, "-m", "bench.ab", "--help"], capture_output=True,
+                         text=True, cwd=ROOT).stdout
+    assert "exit status:" in out and "no change detected" in out and "--pairs" in out
+
+
+@pytest.mark.parametrize("pairs", ["0", "-1"])
+def test_bad_pairs_are_refused(pairs):
+    with pytest.raises(SystemExit) as exit_info:
+        ab.main(["HEAD", "HEAD", "--pairs", pairs])
+    assert exit_info.value.code == 2
