@@ -46,13 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.loader import (
-    CASE_KEY,
-    ResultSet,
-    WarningLog,
-    load_results,
-    spoiled_mask,
-)
+from bench.loader import CASE_KEY, ResultSet, WarningLog, load_results
+from bench.selection import spoiled_mask
 from bench.text import (
     NO_VALUE,
     first_line,

@@ -1,13 +1,10 @@
-"""Load result files into one typed frame, and pick the rows the tables show.
+"""Load result files (``results/<machine_id>/NNNN_<date>.json``, only read) into one frame.
 
-A result file (``results/<machine_id>/NNNN_<YYYYmmdd-HHMMSS>.json``, synthetic data under
-``results/synthetic/``) is pytest-benchmark's JSON as :mod:`bench.schema` describes it;
-files are only read here. :attr:`ResultSet.benchmarks`, the long form, has one row per
-benchmark per run: the :class:`bench.schema.Row` fields with the schema's types (numbers
-as floats, NaN where absent; flags as nullable booleans, None where not measured), the
-run's fields, pytest-benchmark's statistics and the raw rounds. The markdown tables, the
-CSV and the plots all read it. Bad input never raises: each skipped file is one warning
-line naming it (:class:`WarningLog`), and the other files are still read.
+:attr:`ResultSet.benchmarks`, the long form that the tables, the CSV and the plots read,
+has a row per benchmark per run: the :class:`bench.schema.Row` fields with the schema's
+types (numbers as floats, NaN where absent; flags nullable, None where not measured), the
+run's fields, pytest-benchmark's statistics and the raw rounds. Bad input never raises:
+each skipped file is one warning line naming it (:class:`WarningLog`).
 """
 
 from __future__ import annotations
@@ -36,14 +33,6 @@ LEADING_COLUMNS = [
 STATS_COLUMNS = LEADING_COLUMNS[-10:]
 FAILURE_COLUMNS = ["machine_id", "run", "run_file", "run_datetime", "suite", "case", "name",
                    "error"]
-#: How ``--all-runs`` pools a figure of several runs: rates (work / time) and times are
-#: rescaled to the pooled median round; the case's own numbers are the newest run's.
-RATE_LIKE = ("samples_per_second", "gflops", "peak_fraction", "peak_share")
-TIME_LIKE = ("seconds_per_epoch", "seconds_per_batch")
-NOT_POOLED = ("raw_rounds", "batch_size", "replicas", "per_replica_batch", "global_batch",
-              "run_datetime", *STATS_COLUMNS)
-#: Row flags that spoil a row: timed while other processes took the machine.
-SPOILED_FLAGS = ("contended", "concurrent")
 
 
 class WarningLog:
@@ -63,8 +52,8 @@ class Run:
     """One result file that passed validation.
 
     ``status``: complete, interrupted (Ctrl-C) or incomplete (recovered from the journal of
-    a process that died). ``commit_time``: when the commit measured was made
-    (pytest-benchmark's ``commit_info``), else the run's own time.
+    a process that died). ``run_group``/``repeat``: the ``--bench-repeat`` group and "i/n".
+    ``commit_time``: when the measured commit was made (``commit_info``), else ``datetime``.
     """
 
     path: Path
@@ -75,19 +64,10 @@ class Run:
     failures: list[dict]
     status: str = "complete"
     data: str = schema.REAL_DATA
+    run_group: str | None = None
+    repeat: str | None = None
     commit: str | None = None
     commit_time: pd.Timestamp | None = None
-
-    @property
-    def run_group(self) -> str | None:
-        return str(self.machine["run_group"]) if self.machine.get("run_group") else None
-
-    @property
-    def repeat(self) -> str | None:
-        """``"2/3"`` for repeat 2 of 3 of a ``--bench-repeat`` group, else None."""
-        repeat = self.machine.get("repeat")
-        return f"{repeat[0]}/{repeat[1]}" if isinstance(repeat, list) and len(repeat) == 2 \
-            else None
 
 
 @dataclasses.dataclass
@@ -106,10 +86,8 @@ class ResultSet:
 
 
 def find_result_files(paths: Iterable[str | Path], log: WarningLog) -> list[Path]:
-    """Files, and folders searched recursively for ``*.json``: each file once, in order.
-
-    A folder without any ``*.json`` and a path that does not exist each give a warning.
-    """
+    """Files, and folders searched recursively for ``*.json``: each file once, in order;
+    a warning for a folder without any and a path that does not exist."""
     found: dict[Path, Path] = {}
     for path in map(Path, paths):
         files = sorted(p for p in path.rglob("*.json") if p.is_file()) if path.is_dir() \
@@ -168,13 +146,14 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
         _timestamp(f"{stamp[1]}T{stamp[2]}") if stamp else None) or pd.Timestamp(
         path.stat().st_mtime, unit="s", tz="UTC")
     commit = document.get("commit_info") if isinstance(document.get("commit_info"), dict) else {}
-    return Run(path=path, machine_id=machine["machine_id"], datetime=when, machine=machine,
-               benchmarks=benchmarks, failures=failures,
-               status=document.get("fashion_bench_status", "complete"),
-               data=machine.get("data") or schema.REAL_DATA,
-               commit=str(commit["id"]) if commit.get("id") else None,
-               commit_time=_timestamp(commit.get("time")) or _timestamp(
-                   commit.get("author_time")) or when)
+    repeat = machine.get("repeat")
+    return Run(path, machine["machine_id"], when, machine, benchmarks, failures,
+               document.get("fashion_bench_status", "complete"),
+               machine.get("data") or schema.REAL_DATA,
+               str(machine["run_group"]) if machine.get("run_group") else None,
+               f"{repeat[0]}/{repeat[1]}" if isinstance(repeat, list) and len(repeat) == 2
+               else None, str(commit["id"]) if commit.get("id") else None,
+               _timestamp(commit.get("time")) or _timestamp(commit.get("author_time")) or when)
 
 
 def calibration(machine: dict) -> dict[str, float]:
@@ -273,96 +252,3 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
     return ResultSet(frame.sort_values(["machine_id", "run_datetime", "run", "suite", "case"],
                                        kind="stable").reset_index(drop=True),
                      failures, runs, len(found) - len(runs))
-
-
-# --------------------------------------------------------------------------- selection
-
-def select_newest(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keep the newest run's row for each (machine, suite, case)."""
-    if frame.empty:
-        return frame.copy()
-    newest = frame.sort_values(["run_datetime", "run"], kind="stable") \
-        .drop_duplicates(subset=CASE_KEY, keep="last")
-    return newest.sort_values(CASE_KEY, kind="stable").reset_index(drop=True)
-
-
-def _median(values: pd.Series) -> float:
-    return pd.to_numeric(values, errors="coerce").median()
-
-
-def _pool(group: pd.DataFrame) -> dict:
-    """Several runs of one case as one: the statistics of all their rounds together.
-
-    Rates and times per round are rescaled to the pooled median (each run did the same
-    work per round); other numbers are the median across runs; a flag is set when any
-    run had it; the rest is the newest run's.
-    """
-    group = group.sort_values(["run_datetime", "run"], kind="stable")
-    row = group.iloc[-1].to_dict()
-    # A run without raw rounds (an old pytest-benchmark) counts its median as one round.
-    data = np.asarray([x for raw, median in zip(group["raw_rounds"], group["median"],
-                                                strict=True) for x in (raw or [median])])
-    q1, pooled, q3 = np.percentile(data, [25, 50, 75])
-    row.update(median=pooled, q1=q1, q3=q3, iqr=q3 - q1, mean=data.mean(), min=data.min(),
-               max=data.max(), stddev=data.std(ddof=1) if len(data) > 1 else 0.0,
-               rounds=len(data), raw_rounds=list(data), runs=len(group))
-    for column, values in group.items():
-        numbers = pd.to_numeric(values, errors="coerce") \
-            if pd.api.types.is_numeric_dtype(values) else None
-        if column in SPOILED_FLAGS:
-            flags = values.dropna()
-            row[column] = bool(flags.any()) if len(flags) else None
-        elif column == "contention":
-            row[column] = numbers.max()
-        elif column in RATE_LIKE:
-            row[column] = _median(numbers * group["median"]) / pooled
-        elif column in TIME_LIKE:
-            row[column] = _median(numbers / group["median"]) * pooled
-        elif (numbers is not None and column not in NOT_POOLED
-              and not pd.api.types.is_bool_dtype(values) and not column.endswith("_bytes")):
-            row[column] = _median(numbers)
-    return row
-
-
-def select_runs(frame: pd.DataFrame, all_runs: bool) -> pd.DataFrame:
-    """The rows the tables show: the newest run per case, or (``all_runs``) all pooled."""
-    if not all_runs or frame.empty:
-        return select_newest(frame)
-    return typed(pd.DataFrame([_pool(group) for _, group in frame.groupby(CASE_KEY)],
-                              columns=[*frame.columns, "runs"]))
-
-
-def current_failures(results: ResultSet, all_runs: bool) -> pd.DataFrame:
-    """Failures to list: with ``all_runs`` every one; else those still current.
-
-    A failure is current when no run of its (machine, suite, case) at the same time or
-    later succeeded; a case that succeeded before keeps that result in the tables.
-    """
-    failures = results.failures
-    if failures.empty or all_runs:
-        return failures.sort_values(["machine_id", "run_datetime", "suite", "case"],
-                                    kind="stable").reset_index(drop=True)
-    newest = failures.sort_values(["run_datetime", "run"], kind="stable") \
-        .drop_duplicates(subset=CASE_KEY, keep="last")
-    succeeded = results.benchmarks.groupby(CASE_KEY)["run_datetime"].max().to_dict() \
-        if not results.benchmarks.empty else {}
-    current = [key not in succeeded or succeeded[key] < when for key, when in zip(
-        newest[CASE_KEY].itertuples(index=False, name=None), newest["run_datetime"],
-        strict=True)]
-    return newest[current].sort_values(["machine_id", "suite", "case"], kind="stable") \
-        .reset_index(drop=True)
-
-
-def is_spoiled(record: dict) -> bool:
-    """A row timed while others used the machine: ``contended`` or ``concurrent``."""
-    return any(record.get(flag) is True or record.get(flag) is np.True_
-               for flag in SPOILED_FLAGS)
-
-
-def spoiled_mask(frame: pd.DataFrame) -> pd.Series:
-    """Per row of ``frame``: :func:`is_spoiled`."""
-    mask = pd.Series(False, index=frame.index, dtype=bool)
-    for flag in SPOILED_FLAGS:
-        if flag in frame:
-            mask |= frame[flag].map(lambda v: v is True or v is np.True_).astype(bool)
-    return mask

@@ -19,11 +19,9 @@ from bench.tables import (
     COMPILED,
     COMPILED_VS_NOT,
     MIXED_PRECISIONS,
-    order,
     precision_xla_speedups,
-    yes,
 )
-from bench.text import has
+from bench.text import has, order, yes
 
 THROUGHPUT_PNG = "throughput_vs_batch.png"
 SPEEDUP_PNG = "speedup_precision_xla.png"

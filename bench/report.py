@@ -28,15 +28,9 @@ from bench.compare import (
     run_spread,
 )
 from bench.journal import recover_orphans
-from bench.loader import (
-    ResultSet,
-    WarningLog,
-    current_failures,
-    load_results,
-    select_runs,
-    spoiled_mask,
-)
+from bench.loader import ResultSet, WarningLog, load_results
 from bench.plots import write_plots
+from bench.selection import current_failures, select_runs, selection_phrase, spoiled_mask
 from bench.text import escape
 
 DEFAULT_RESULTS = Path("results")
@@ -219,6 +213,28 @@ def long_form_csv(frame: pd.DataFrame) -> str:
     return table.to_csv(index=False, lineterminator="\n")
 
 
+def relative_to(frame: pd.DataFrame, requested: str | None) -> tuple[str | None, str | None]:
+    """The machine/device label the speedups are relative to, and why ``requested``
+    (``--relative-to``: a machine id or a machine/device label) could not be used.
+
+    Default, and for a machine id: the first CPU label in sorted order (else the first).
+    """
+    if frame.empty:
+        return None, None
+
+    def first(rows: pd.DataFrame) -> str:
+        return min(rows.loc[rows["device_kind"] == "CPU", "label"], default=min(rows["label"]))
+
+    labels = sorted(frame["label"].unique())
+    if requested in labels:
+        return requested, None
+    if requested in set(frame["machine_id"]):
+        return first(frame[frame["machine_id"] == requested]), None
+    return first(frame), None if not requested else (
+        f"{requested!r} matches no machine id or machine/device label; using {first(frame)} "
+        f"(labels: {', '.join(labels)})")
+
+
 def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | None,
                  all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
     """REPORT.md: intro, notes, then every table of :mod:`bench.tables` with something to
@@ -231,7 +247,7 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         f"{'s' if len(machine_ids) != 1 else ''} "
         f"({', '.join(f'`{m}`' for m in machine_ids) or 'none'}); "
         f"{labels} machine/device column{'s' if labels != 1 else ''}. "
-        + tables.selection_phrase(all_runs),
+        + selection_phrase(all_runs),
         f"Speedups are relative to `{reference}` (`--relative-to` changes it)." if reference
         else "No speedups: no results."]
     if notes:
@@ -264,7 +280,7 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
         print("no results to report; nothing written", file=sys.stderr)
         return EXIT_OK
     selected = select_runs(results.benchmarks, all_runs)
-    reference, problem = tables.relative_to(selected, reference_request)
+    reference, problem = relative_to(selected, reference_request)
     if problem:
         log.warn("--relative-to (--baseline)", problem)
     report = build_report(results, selected, reference, all_runs, log.messages, notes)

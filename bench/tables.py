@@ -1,44 +1,26 @@
 """The report's tables: each one a :class:`Table` declaration, all drawn by :func:`render`.
 
-A table has one of two shapes. A comparison (the declaration has a ``cell``) has one row
-per case (its ``columns``), one column per machine/device label holding the case's cell
-there, then one speedup column per label against the label the speedups are relative
-to (``--relative-to``). A list (no ``cell``) has one row per record.
-
-Cells: ``276k/s ±2.0%`` samples/s of the median round, ``±`` the interquartile range of
-the round times as % of their median (none for one round); ``0.217 s`` (``41.2 ms``
-below 0.1 s); a speedup ``3.10×`` (above 1 = faster); ``—`` no result. A cell may end in
-a mark its caption explains: ``†`` contended, ``‡`` concurrent, ``‼`` above 100% of peak.
+A comparison (the declaration has a ``cell``) has a row per case, a column per
+machine/device label, then speedups against the label ``--relative-to`` names; a list has
+a row per record. Cells: ``276k/s ±2.0%`` samples/s of the median round, ``±`` the IQR of
+the round times as % of their median; ``3.10×`` a speedup (above 1 = faster); ``—`` none.
+Marks the caption explains: ``†`` contended, ``‡`` concurrent, ``‼`` above 100% of peak.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from bench.loader import Run, best_calibration, calibration, is_spoiled
-from bench.text import (
-    NO_VALUE,
-    first_line,
-    format_gflops,
-    format_int,
-    format_run_spread,
-    format_seconds,
-    format_share,
-    format_si,
-    format_speedup,
-    has,
-    markdown_table,
-    sig3,
-)
+from bench import text as fmt
+from bench.loader import Run, best_calibration, calibration
+from bench.selection import is_spoiled, selection_phrase
+from bench.text import NO_VALUE, ORDERS, has, order, yes
 
-ORDERS = {"suite": {"train": 0, "inference": 1, "latency": 2, "tta": 3, "compile": 4,
-                    "scaling": 5, "baseline": 6},
-          "model": {"mlp": 0, "cnn": 1}, "precision": {"fp32": 0, "fp16": 1, "bf16": 2},
-          "backend": {"tensorflow": 0}, "dtype": {"float32": 0, "float16": 1, "bfloat16": 2}}
 MIXED_PRECISIONS = ("fp16", "bf16")
 #: The ``xla`` axis: XLA for TensorFlow (``jit_compile``) and JAX (``jax.jit``),
 #: ``torch.compile`` for PyTorch.
@@ -50,23 +32,6 @@ MARKS = {  # a mark in a cell -> its legend, added to the caption of a table tha
     "†": "† = contended: other processes took more than the run's threshold of the CPU "
          "(or used the GPU) while it was timed, so the figure is not the machine's speed",
     "‡": "‡ = concurrent: timed while another bench session held the machine"}
-SPREAD_PHRASE = "± = interquartile range of the round times as % of their median"
-
-
-def order(kind: str, value: object) -> tuple:
-    """Known values in the order of ``ORDERS[kind]``, the others after them by name."""
-    return ORDERS[kind].get(value, len(ORDERS[kind])), str(value)
-
-
-def yes(value: object) -> bool:
-    return value is True or value is np.True_
-
-
-def selection_phrase(all_runs: bool) -> str:
-    if all_runs:
-        return ("All runs pooled: statistics of every round of every run of a case; "
-                "other metrics are medians across runs.")
-    return "Newest run per machine and case (`--all-runs` pools all runs)."
 
 
 def speedup(value: float | None, reference: float | None,
@@ -78,32 +43,9 @@ def speedup(value: float | None, reference: float | None,
     return value / reference if higher_is_better else reference / value
 
 
-def relative_to(frame: pd.DataFrame, requested: str | None) -> tuple[str | None, str | None]:
-    """The label speedups are relative to, and why ``requested`` (``--relative-to``: a
-    machine id, or a machine/device label) could not be used (None when it could).
-
-    Default, and a machine's own choice: its first CPU label in sorted order.
-    """
-    if frame.empty:
-        return None, None
-
-    def first(rows: pd.DataFrame) -> str:
-        return min(rows.loc[rows["device_kind"] == "CPU", "label"], default=min(rows["label"]))
-
-    labels = sorted(frame["label"].unique())
-    if requested in labels:
-        return requested, None
-    if requested in set(frame["machine_id"]):
-        return first(frame[frame["machine_id"] == requested]), None
-    return first(frame), None if not requested else (
-        f"{requested!r} matches no machine id or machine/device label; using {first(frame)} "
-        f"(labels: {', '.join(labels)})")
-
-
 # --------------------------------------------------------------------------- the spec
 
-@dataclasses.dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """A column: its header, a record's cell text, alignment, the field rows sort by."""
 
     header: str
@@ -116,6 +58,10 @@ def col(field: str, header: str | None = None, align: str = "l",
         text: Callable[[object], str] = str) -> Column:
     """A column showing one field of each record."""
     return Column(header or field, lambda r: text(r.get(field)), align, field)
+
+
+CASE = (col("model"), col("batch_size", "batch", text=fmt.format_int), col("precision"),
+        col("xla", COMPILED, text=lambda v: "yes" if yes(v) else "no"), col("backend"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,13 +77,13 @@ class Table:
 
     title: str
     rows: Callable[[object], list[dict]]
-    columns: tuple[Column, ...]
     caption: str | Callable[[list[dict], bool], str]
+    columns: tuple[Column, ...] = CASE
     empty: str | None = None
     cell: Callable[[dict], str] | None = None
     value: Callable[[dict], float | None] | None = None
-    higher_is_better: bool = True
     basis: str | None = None
+    higher_is_better: bool = True
 
 
 def _marks(record: dict) -> str:
@@ -157,6 +103,7 @@ def _case_order(record: dict, columns: tuple[Column, ...]) -> tuple:
 
 
 def _comparison(table: Table, records: list[dict], reference: str | None) -> tuple:
+    """Headers, alignment and rows of a comparison: cases x labels, then speedups."""
     columns = table.columns
     if any(has(r.get("variant")) for r in records):  # reference loops differ in variant only
         columns += (col("variant", text=lambda v: str(v) if has(v) else NO_VALUE),)
@@ -172,11 +119,11 @@ def _comparison(table: Table, records: list[dict], reference: str | None) -> tup
     body = []
     for case in sorted(cases, key=sort_keys.get):
         on = cases[case]
-        base = table.value(on[reference]) if others and reference in on else None
+        base = table.value(on[first]) if others and first in on else None
         body.append([*case, *(table.cell(on[label]) + _marks(on[label]) if label in on
                               else NO_VALUE for label in labels),
-                     *(format_speedup(speedup(table.value(on[label]), base,
-                                              table.higher_is_better))
+                     *(fmt.format_speedup(speedup(table.value(on[label]), base,
+                                                  table.higher_is_better))
                        if label in on else NO_VALUE for label in others)])
     return ([c.header for c in columns] + labels + [f"speedup {label}" for label in others],
             [c.align for c in columns] + ["r"] * (len(labels) + len(others)), body)
@@ -198,13 +145,14 @@ def render(table: Table, data: object, reference: str | None = None,
         text = table.caption(records, all_runs)
     else:
         text = table.caption.format(
-            spread=SPREAD_PHRASE, selection=selection_phrase(all_runs),
+            spread="± = interquartile range of the round times as % of their median",
+            selection=selection_phrase(all_runs),
             speedup=f"speedup = {table.basis} relative to `{reference}` (above 1 = faster)."
             if reference in {r.get("label") for r in records}
             else f"no speedups: `{reference}` has no result here.")
     text += "".join(f" {legend}." for mark, legend in MARKS.items()
                     if any(mark in cell for row in body for cell in row))
-    return f"_{text}_\n\n" + markdown_table(headers, body, align)
+    return f"_{text}_\n\n" + fmt.markdown_table(headers, body, align)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -215,42 +163,40 @@ def suite(*names: str) -> Callable[[pd.DataFrame], list[dict]]:
         frame[frame["suite"].isin(names)].to_dict("records")
 
 
-def _spread(record: dict) -> str:
-    """`` ±1.2%``: the IQR of the rounds relative to their median; none for one round."""
-    iqr, median, rounds = (record.get(k) for k in ("iqr", "median", "rounds"))
-    return " ±" + format_share(iqr / median) \
-        if has(iqr) and has(median) and median and has(rounds) and rounds >= 2 else ""
-
-
 def _throughput(record: dict) -> str:
     rate = record.get("samples_per_second")
-    return f"{format_si(rate)}/s" + _spread(record) if has(rate) else NO_VALUE
+    return f"{fmt.format_si(rate)}/s" + fmt.format_spread(record) if has(rate) else NO_VALUE
 
 
 def _seconds(field: str) -> Callable[[dict], str]:
     """A time: ``field``, else the median round, and its spread."""
     def cell(record: dict) -> str:
-        seconds = record.get(field) if has(record.get(field)) else record.get("median")
-        return format_seconds(seconds) + _spread(record) if has(seconds) else NO_VALUE
+        seconds = _first(record, field, "median")
+        return fmt.format_seconds(seconds) + fmt.format_spread(record) if has(seconds) else NO_VALUE
     return cell
+
+
+def _first(record: dict, *fields: str) -> float | None:
+    """The first of ``fields`` that the record has."""
+    return next((record[f] for f in fields if has(record.get(f))), None)
 
 
 def _latency(record: dict) -> str:
     values = [record.get(f"latency_{p}_ms") for p in ("p50", "p90", "p99")]
-    return " / ".join(map(sig3, values)) + " ms" if all(map(has, values)) else NO_VALUE
+    return " / ".join(map(fmt.sig3, values)) + " ms" if all(map(has, values)) else NO_VALUE
 
 
 def _tta_seconds(record: dict) -> float | None:
-    seconds = record.get("seconds_to_accuracy")
-    return seconds if yes(record.get("reached")) and has(seconds) else None
+    return _first(record, "seconds_to_accuracy") if yes(record.get("reached")) else None
 
 
 def _tta(record: dict) -> str:
-    epochs, accuracy = record.get("epochs"), record.get("final_accuracy")
+    epochs, accuracy, seconds = record.get("epochs"), record.get("final_accuracy"), \
+        _tta_seconds(record)
     detail = [f"{int(epochs)} ep"] * has(epochs) + [f"acc {accuracy:.3f}"] * has(accuracy)
-    seconds = _tta_seconds(record)
-    return ("not reached" if seconds is None else format_seconds(seconds) + _spread(record)) \
-        + (f" ({', '.join(detail)})" if detail else "")
+    shown = "not reached" if seconds is None else fmt.format_seconds(seconds)
+    return shown + fmt.format_spread(record) * (seconds is not None) + (
+        f" ({', '.join(detail)})" if detail else "")
 
 
 def _peak(record: dict) -> str:
@@ -258,9 +204,10 @@ def _peak(record: dict) -> str:
     gflops, share = record.get("gflops"), record.get("peak_share")
     if not has(gflops):
         return NO_VALUE
-    rate = f"{sig3(gflops / 1000)} TFLOP/s" if gflops >= 1000 else f"{sig3(gflops)} GFLOP/s"
-    return (f"{sig3(100 * share)}%" + "‼" * (share > 1) if has(share) else NO_VALUE) + \
-        f" ({rate})"
+    rate = f"{fmt.sig3(gflops / 1000)} TFLOP/s" if gflops >= 1000 else \
+        f"{fmt.sig3(gflops)} GFLOP/s"
+    shown = f"{fmt.sig3(100 * share)}%" + "‼" * (share > 1) if has(share) else NO_VALUE
+    return f"{shown} ({rate})"
 
 
 def _energy(record: dict) -> str:
@@ -269,110 +216,93 @@ def _energy(record: dict) -> str:
     if not isinstance(source, str) or source in ("", "unavailable") or not has(joules):
         return "unavailable" if isinstance(source, str) and source else NO_VALUE
     per_joule, watts = record.get("samples_per_joule"), record.get("watts")
-    return ", ".join([f"{sig3(joules)} J"] + [f"{format_si(per_joule)}/J"] * has(per_joule)
-                     + [f"{sig3(watts)} W"] * has(watts)) + f" ({source})"
+    return ", ".join([f"{fmt.sig3(joules)} J"] + [f"{fmt.format_si(per_joule)}/J"] * has(
+        per_joule) + [f"{fmt.sig3(watts)} W"] * has(watts)) + f" ({source})"
 
 
-CASE = (col("model"), col("batch_size", "batch", text=format_int), col("precision"),
-        col("xla", COMPILED, text=lambda v: "yes" if yes(v) else "no"), col("backend"))
-
-
-def _comparing(title: str, names: tuple[str, ...], caption: str, cell, value=None,
-               basis: str | None = None, columns: tuple[Column, ...] = CASE,
-               empty: str | None = None, higher_is_better: bool = True) -> Table:
-    return Table(title, suite(*names), columns, caption, empty, cell, value, higher_is_better,
-                 basis)
+def _with_gflops(records: list[dict]) -> list[dict]:
+    """Every record, when some has GFLOP/s; else none (no share of peak to show)."""
+    return records if any(has(r.get("gflops")) for r in records) else []
 
 
 def _rate(record: dict) -> float | None:
     return record.get("samples_per_second")
 
 
-TRAINING = _comparing(
-    "Training throughput", ("train",),
+TRAINING = Table(
+    "Training throughput", suite("train"),
     "Training throughput: samples/s of the median timed round (an epoch of 60,000 images, "
     "or the case's fixed number of steps), {spread}; {speedup} {selection}",
-    _throughput, _rate, "samples/s", empty="No training results.")
-INFERENCE = _comparing(
-    "Inference throughput", ("inference",),
+    empty="No training results.", cell=_throughput, value=_rate, basis="samples/s")
+INFERENCE = Table(
+    "Inference throughput", suite("inference"),
     "Inference throughput: samples/s of the median pass over the 10,000 test images, "
     "{spread}; {speedup} {selection}",
-    _throughput, _rate, "samples/s", empty="No inference results.")
-LATENCY = _comparing(
-    "Inference latency", ("latency",),
+    empty="No inference results.", cell=_throughput, value=_rate, basis="samples/s")
+LATENCY = Table(
+    "Inference latency", suite("latency"),
     "Single-sample inference latency (batch 1): p50 / p90 / p99 in ms; {speedup} {selection}",
-    _latency, lambda r: r.get("latency_p50_ms"), "p50 latency", empty="No latency results.",
-    higher_is_better=False)
-TIME_TO_ACCURACY = _comparing(
-    "Time to accuracy", ("tta",),
+    empty="No latency results.", cell=_latency, value=lambda r: r.get("latency_p50_ms"),
+    basis="p50 latency", higher_is_better=False)
+TIME_TO_ACCURACY = Table(
+    "Time to accuracy", suite("tta"),
     "Time to accuracy: wall seconds until the test accuracy reached the target, compile "
     "included (epochs run, final test accuracy); {speedup} {selection}",
-    _tta, _tta_seconds, "time, when both reached the target,",
     CASE + (col("target_accuracy", "target", text=lambda v: f"{v:.3f}" if has(v) else NO_VALUE),),
-    empty="No time-to-accuracy results.", higher_is_better=False)
-COMPILE = _comparing(
-    "Compile time", ("compile",),
+    "No time-to-accuracy results.", _tta, _tta_seconds, "time, when both reached the target,",
+    higher_is_better=False)
+COMPILE = Table(
+    "Compile time", suite("compile"),
     "Compile time: seconds to trace and compile the train step (the model is built before "
     "the timer starts), {spread}; {speedup} {selection}",
-    _seconds("compile_seconds"),
-    lambda r: r.get("compile_seconds") if has(r.get("compile_seconds")) else r.get("median"),
-    "time", empty="No compile-time results.", higher_is_better=False)
-#: How the suites count FLOPs (fashion_core.models), against the usual 6 x MACs.
-FLOP_CONVENTION = (
-    "FLOPs are counted exactly for the dense and convolution layers, a multiply-add = 2: "
-    "inference = the forward pass; training = 3 x the forward pass (forward, weight "
-    "gradients, input gradients) less the first layer's input gradient, which is never "
-    "computed. The usual 6 x MACs per sample counts that gradient too: for the MLP it "
-    "gives 1.46 MFLOP a sample against our 1.06 (its first layer holds 82% of the work), "
-    "for the CNN 25.4 against 25.0, so a 6 x MACs figure reads 38% (MLP) or 2% (CNN) "
-    "higher than ours for the same training run.")
-PEAK = dataclasses.replace(_comparing(
-    "Share of calibrated peak", (),
+    empty="No compile-time results.", cell=_seconds("compile_seconds"),
+    value=lambda r: _first(r, "compile_seconds", "median"), basis="time",
+    higher_is_better=False)
+PEAK = Table(
+    "Share of calibrated peak",
+    lambda frame: _with_gflops(suite("train", "inference")(frame)),
     "Share of peak: achieved GFLOP/s (in brackets) over the best matmul rate measured on "
     "that device in the dtype the case computes in (fp32 float32, fp16 float16, bf16 "
     "bfloat16) by any backend in any run of the machine (best peak, see Machines), so "
     "shares compare across backends; — = no calibration in that dtype on that machine "
-    "(schema-1 files calibrated float32 only). " + FLOP_CONVENTION + " {selection}",
-    _peak, columns=(col("suite"),) + CASE,
-    empty="No training or inference results with GFLOP/s."),
-    rows=lambda frame: (lambda rows: rows if any(has(r.get("gflops")) for r in rows) else [])(
-        suite("train", "inference")(frame)))
-ENERGY = dataclasses.replace(_comparing(
-    "Energy", (),
+    "(schema-1 files calibrated float32 only). FLOPs are counted exactly for the dense and "
+    "convolution layers, a multiply-add = 2: inference = the forward pass; training = 3 x "
+    "the forward pass (forward, weight gradients, input gradients) less the first layer's "
+    "input gradient, which is never computed. The usual 6 x MACs per sample counts that "
+    "gradient too: for the MLP it gives 1.46 MFLOP a sample against our 1.06 (its first "
+    "layer holds 82% of the work), for the CNN 25.4 against 25.0, so a 6 x MACs figure "
+    "reads 38% (MLP) or 2% (CNN) higher than ours for the same training run. {selection}",
+    (col("suite"),) + CASE, "No training or inference results with GFLOP/s.", _peak)
+ENERGY = Table(
+    "Energy", lambda frame: [r for r in suite("train", "inference")(frame)
+                             if has(r.get("energy_source"))],
     "Energy: joules per epoch (training) or per pass over the 10,000 test images "
     "(inference), samples per joule and average watts over the timed rounds, with the "
     "counter read: nvml (the GPU's total-energy counter) or rapl (the CPU package); "
     "unavailable = the device has no counter this run could read (never 0). {selection}",
-    _energy, columns=(col("suite"),) + CASE),
-    rows=lambda frame: [r for r in suite("train", "inference")(frame)
-                        if has(r.get("energy_source"))])
+    (col("suite"),) + CASE, cell=_energy)
 #: The suites with a table of their own (the rest get :func:`other_suite`).
 DEDICATED_SUITES = ("train", "inference", "latency", "tta", "compile", "scaling", "baseline")
 
 
 def other_suite(name: str, frame: pd.DataFrame) -> Table:
     """A suite without a table of its own: samples/s when every row has it, else time."""
-    rates = suite(name)(frame)
-    rates = bool(rates) and all(has(r.get("samples_per_second")) for r in rates)
-    return _comparing(
-        f"Suite {name}", (name,), f"Suite `{name}`: " + (
-            "samples/s of the median round" if rates else "median seconds per round")
-        + ", {spread}; {speedup} {selection}",
-        _throughput if rates else _seconds("median"),
-        _rate if rates else lambda r: r.get("median"), "samples/s" if rates else "time",
-        empty=f"No `{name}` results.", higher_is_better=rates)
+    rates = all(has(r.get("samples_per_second")) for r in suite(name)(frame))
+    return Table(f"Suite {name}", suite(name), f"Suite `{name}`: " + (
+        "samples/s of the median round" if rates else "median seconds per round")
+        + ", {spread}; {speedup} {selection}", empty=f"No `{name}` results.",
+        cell=_throughput if rates else _seconds("median"),
+        value=_rate if rates else lambda r: r.get("median"),
+        basis="samples/s" if rates else "time", higher_is_better=rates)
 
 
 # --------------------------------------------------------------------------- lists
 
 def precision_xla_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """Geometric-mean speedups in samples/s of mixed precision over fp32 and of XLA /
-    torch.compile on over off, per suite (train, inference), machine/device and backend.
-
-    A pair is two cases of one model, batch and backend that differ only in precision (or
-    only in ``xla``). Columns: suite, label, backend, comparison, speedup, low and high
-    (the extreme ratios), cases.
-    """
+    torch.compile on over off, per suite (train, inference), machine/device and backend,
+    over the pairs of cases (same model, batch, backend) differing in that alone. Columns:
+    suite, label, backend, comparison, speedup, low and high (extreme ratios), cases."""
     columns = ["suite", "label", "backend", "comparison", "speedup", "low", "high", "cases"]
     if frame.empty or "samples_per_second" not in frame:
         return pd.DataFrame(columns=columns)
@@ -395,28 +325,24 @@ def precision_xla_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(result, columns=columns)
 
 
-def _precision_xla_rows(frame: pd.DataFrame) -> list[dict]:
-    """One record per (suite, machine/device, backend) with a cell per comparison."""
-    records: dict[tuple, dict] = {}
-    for r in precision_xla_speedups(frame).to_dict("records"):
-        records.setdefault((order("suite", r["suite"]), r["label"], r["backend"]), {
-            "suite": r["suite"], "label": r["label"], "backend": r["backend"]})[
-            r["comparison"]] = (f"{format_speedup(r['speedup'])} ({format_speedup(r['low'])}–"
-                                f"{format_speedup(r['high'])}, {r['cases']} cases)")
-    return [records[key] for key in sorted(records)]
-
-
 def precision_xla_table(frame: pd.DataFrame) -> Table:
-    """A column for each comparison that has pairs in ``frame``."""
-    found = set(precision_xla_speedups(frame)["comparison"])
+    """A row per suite, machine/device and backend; a column per comparison with pairs."""
+    speedups = precision_xla_speedups(frame)
+    records: dict[tuple, dict] = {}
+    for r in speedups.to_dict("records"):
+        records.setdefault((order("suite", r["suite"]), r["label"], r["backend"]), dict(r))[
+            r["comparison"]] = (f"{fmt.format_speedup(r['speedup'])} "
+                                f"({fmt.format_speedup(r['low'])}–"
+                                f"{fmt.format_speedup(r['high'])}, {r['cases']} cases)")
     return Table(
-        "Mixed precision and XLA", _precision_xla_rows,
-        (col("suite"), col("label", "machine/device"), col("backend")) + tuple(
-            col(c, align="r", text=lambda v: v or NO_VALUE) for c in
-            (*(f"{p} vs fp32" for p in MIXED_PRECISIONS), COMPILED_VS_NOT) if c in found),
+        "Mixed precision and XLA", lambda _: [records[key] for key in sorted(records)],
         f"Speedup of mixed precision over fp32 and of {COMPILED} on over off, in samples/s: "
         "geometric mean over the matching cases (same machine/device, model, batch and "
         "backend), with the lowest and highest ratio. {selection}",
+        (col("suite"), col("label", "machine/device"), col("backend")) + tuple(
+            col(c, align="r", text=lambda v: v or NO_VALUE) for c in
+            (*(f"{p} vs fp32" for p in MIXED_PRECISIONS), COMPILED_VS_NOT)
+            if c in set(speedups["comparison"])),
         f"No pairs of cases that differ only in precision or in {COMPILED}.")
 
 
@@ -425,7 +351,7 @@ SETUP = ["label", "model", "strategy", "backend", "precision", "xla", "per_repli
 
 def scaling_rows(frame: pd.DataFrame) -> list[dict]:
     """Scaling records with ``speedup`` thr(N)/thr(1) and ``efficiency`` thr(N)/(N·thr(1))
-    against the 1-replica run of the same setup."""
+    against the 1-replica run of the same setup, in the order of the table's columns."""
     records = suite("scaling")(frame)
     one = {tuple(r.get(f) for f in SETUP): r.get("samples_per_second")
            for r in records if r.get("replicas") == 1}
@@ -434,68 +360,67 @@ def scaling_rows(frame: pd.DataFrame) -> list[dict]:
         r["speedup"] = speedup(r.get("samples_per_second"), base)
         r["efficiency"] = speedup(r.get("samples_per_second"), replicas * base) \
             if r["speedup"] and has(replicas) and replicas else None
-    return sorted(records, key=lambda r: (
-        r["label"], order("model", r.get("model")), str(r.get("strategy")),
-        order("backend", r.get("backend")), order("precision", r.get("precision")),
-        yes(r.get("xla")), r.get("per_replica_batch") or 0, r.get("replicas") or 0))
+    return sorted(records, key=lambda r: _case_order(r, SCALING.columns[:8]))
 
 
 SCALING = Table(
     "Scaling", scaling_rows,
-    (col("label", "machine/device"), col("model"), col("strategy"), col("backend"),
-     col("precision"), CASE[3], col("per_replica_batch", "per-replica batch", text=format_int),
-     col("replicas", align="r", text=format_int),
-     Column("global batch", lambda r: format_int(r.get("global_batch", r.get("batch_size"))),
-            "r"),
-     Column("samples/s", lambda r: _throughput(r) + _marks(r), "r"),
-     col("speedup", "speedup vs 1", "r", format_speedup),
-     col("efficiency", align="r", text=lambda v: f"{sig3(100 * v)}%" if has(v) else NO_VALUE),
-     col("test_accuracy", "test accuracy", "r", lambda v: f"{v:.4f}" if has(v) else NO_VALUE)),
     "Scaling: samples/s per replica count, {spread}; speedup = thr(N)/thr(1) and efficiency "
     "= thr(N)/(N·thr(1)) against the 1-replica run of the same setup; test accuracy after "
-    "the run's epochs. {selection}")
+    "the run's epochs. {selection}",
+    (col("label", "machine/device"), col("model"), col("strategy"), col("backend"),
+     col("precision"), CASE[3], col("per_replica_batch", "per-replica batch",
+                                    text=fmt.format_int),
+     col("replicas", align="r", text=fmt.format_int),
+     Column("global batch", lambda r: fmt.format_int(_first(r, "global_batch", "batch_size")),
+            "r"),
+     Column("samples/s", lambda r: _throughput(r) + _marks(r), "r"),
+     col("speedup", "speedup vs 1", "r", fmt.format_speedup),
+     col("efficiency", align="r", text=lambda v: f"{fmt.sig3(100 * v)}%" if has(v) else NO_VALUE),
+     col("test_accuracy", "test accuracy", "r", lambda v: f"{v:.4f}" if has(v) else NO_VALUE)))
 
 
 def _reference_rows(frame: pd.DataFrame) -> list[dict]:
     """Each reference loop (suite ``baseline``) beside the compiled train step of the same
     machine/device, model, batch, precision and backend (XLA on where both exist)."""
     trains, records = suite("train")(frame), []
+    same = ("label", "model", "batch_size", "precision", "backend")
     for r in suite("baseline")(frame):
-        same = [t for t in trains if all(t.get(k) == r.get(k) for k in (
-            "label", "model", "batch_size", "precision", "backend"))]
-        step = ([t for t in same if yes(t.get("xla"))] or same or [{}])[0]
+        steps = [t for t in trains if all(t.get(k) == r.get(k) for k in same)]
+        step = ([t for t in steps if yes(t.get("xla"))] or steps or [{}])[0]
         ours, theirs = step.get("seconds_per_epoch"), r.get("seconds_per_epoch")
         records.append({**r, "speedup": speedup(ours, theirs, higher_is_better=False),
-                        "ours": format_seconds(ours) + _marks(step) if has(ours) and ours
-                        else NO_VALUE, "theirs": format_seconds(theirs) + _marks(r)
+                        "ours": fmt.format_seconds(ours) + _marks(step)
+                        if has(ours) and ours else NO_VALUE,
+                        "theirs": fmt.format_seconds(theirs) + _marks(r)
                         if has(theirs) and theirs else NO_VALUE})
-    return sorted(records, key=lambda r: [str(r.get(k)) for k in ("label", "model")] + [
-        format_int(r.get("batch_size"))] + [str(r.get(k)) for k in ("precision", "backend",
-                                                                      "ours", "variant")])
+    return sorted(records, key=lambda r: [fmt.format_int(r[k]) if k == "batch_size" else
+                                          str(r.get(k)) for k in (*same, "ours", "variant")])
 
 
 REFERENCE_LOOPS = Table(
     "Against reference loops", _reference_rows,
-    (col("label", "machine/device"), col("model"), CASE[1], col("precision"), col("backend"),
-     col("ours", "compiled step s/epoch", "r"),
-     Column("reference", lambda r: str(r.get("variant") or r.get("case"))),
-     col("theirs", "reference s/epoch", "r"), col("speedup", align="r", text=format_speedup)),
     "Against reference loops: seconds per epoch of the compiled train step (suite `train`, "
     "XLA on where measured) and of each reference loop (suite `baseline`: keras-fit = "
     "`model.fit` with a whole epoch per execution; tutorial-eager = the tutorial's eager "
     "loop, timed over a fixed number of steps and scaled to an epoch), both from the same "
-    "run; speedup = reference time over compiled-step time. {selection}")
+    "run; speedup = reference time over compiled-step time. {selection}",
+    (col("label", "machine/device"), col("model"), CASE[1], col("precision"), col("backend"),
+     col("ours", "compiled step s/epoch", "r"),
+     Column("reference", lambda r: str(r.get("variant") or r.get("case"))),
+     col("theirs", "reference s/epoch", "r"), col("speedup", align="r",
+                                                  text=fmt.format_speedup)))
 FAILURES = Table(
     "Failures", lambda failures: failures.to_dict("records"),
-    (col("machine_id", "machine"), col("run"), col("suite"), col("case"),
-     col("error", text=first_line)),
     lambda records, all_runs: "Failures of every run." if all_runs else (
         "Failures still current: cases whose newest run failed (a case that succeeded "
-        "before keeps that result in the tables above)."), "No failures.")
+        "before keeps that result in the tables above)."),
+    (col("machine_id", "machine"), col("run"), col("suite"), col("case"),
+     col("error", text=fmt.first_line)), "No failures.")
 
 
 def _gflops(rates: dict) -> str:
-    return ", ".join(f"{k} {format_gflops(float(v))}" for k, v in rates.items() if has(v))
+    return ", ".join(f"{k} {fmt.format_gflops(float(v))}" for k, v in rates.items() if has(v))
 
 
 def machine_rows(runs: list[Run]) -> list[dict]:
@@ -521,18 +446,18 @@ def machine_rows(runs: list[Run]) -> list[dict]:
 
 MACHINES = Table(
     "Machines", machine_rows,
+    "Machines: calibration GFLOP/s is each device's measured float32 matmul rate in the "
+    "newest run; each framework times its own matmul, so a machine run under several "
+    "backends lists each one's figure. Best peak: the fastest matmul measured on each device "
+    "in each dtype by any backend in any run, the denominator of the peak shares below.",
     (col("machine_id", "machine"), col("cpu_model", "CPU", text=lambda v: v or NO_VALUE),
-     col("cpu_cores", "cores", "r", format_int),
+     col("cpu_cores", "cores", "r", fmt.format_int),
      col("gpus", "GPUs", text=lambda v: ", ".join(map(str, v)) if v else "none"),
      col("memory_bytes", "memory", "r", lambda v: f"{v / 1e9:.1f} GB" if v else NO_VALUE),
      Column("versions", lambda m: f"TF {m.get('tensorflow') or NO_VALUE} / "
                                   f"Keras {m.get('keras') or NO_VALUE}"),
      col("runs", align="r"), col("newest", "newest run"),
      col("calibration", "calibration GFLOP/s"), col("best", "best peak GFLOP/s")),
-    "Machines: calibration GFLOP/s is each device's measured float32 matmul rate in the "
-    "newest run; each framework times its own matmul, so a machine run under several "
-    "backends lists each one's figure. Best peak: the fastest matmul measured on each device "
-    "in each dtype by any backend in any run, the denominator of the peak shares below.",
     "No machines.")
 RUN_STATUS_TEXT = {"complete": "complete", "interrupted": "interrupted (Ctrl-C)",
                    "incomplete": "incomplete (died; recovered)"}
@@ -554,24 +479,24 @@ def _run_record(run: Run) -> dict:
 RUNS = Table(
     "Runs", lambda runs: [_run_record(run) for run in sorted(
         runs, key=lambda r: (r.machine_id, r.datetime, r.path.name))],
-    (col("run"), col("machine"), col("date", "date (UTC)"), col("backend"), col("data"),
-     col("status"), col("group"), col("cases", align="r"), col("failures", align="r"),
-     col("spoiled", align="r")),
     "Runs: one result file (one process) each. Status: complete; interrupted = stopped by "
     "Ctrl-C; incomplete = the process died and the cases it finished were recovered from its "
     "journal. A run of a `--bench-repeat` group shows its group id and repeat i/n. Spoiled = "
-    "rows contended or concurrent (— = not measured: schema-1 file).", "No runs.")
+    "rows contended or concurrent (— = not measured: schema-1 file).",
+    (col("run"), col("machine"), col("date", "date (UTC)"), col("backend"), col("data"),
+     col("status"), col("group"), col("cases", align="r"), col("failures", align="r"),
+     col("spoiled", align="r")), "No runs.")
 SPREAD = Table(
     "Run-to-run spread", lambda spread: sorted(spread.to_dict("records"), key=lambda r: (
         r["label"], order("suite", r["suite"]), r["case"])),
-    (col("label", "machine/device"), col("suite"), col("case"), col("runs", align="r"),
-     *(col(name, align="r", text=format_seconds) for name in ("fastest", "median", "slowest")),
-     col("spread", align="r", text=format_run_spread)),
     lambda records, all_runs: (
         "Run-to-run spread: the median time per round of each run (one process) of a case, "
         "fastest, median and slowest run, and spread = slowest / fastest - 1, rows contended "
         "or concurrent left out. A difference smaller than a case's spread is what separate "
         "runs of the same code show on that machine; the gate (`--compare`) judges a change "
         "against it. Median spread over the cases: " + "; ".join(
-            f"`{m}` {format_run_spread(v)}" for m, v in
-            pd.DataFrame(records).groupby("machine_id")["spread"].median().items()) + "."))
+            f"`{m}` {fmt.format_run_spread(v)}" for m, v in
+            pd.DataFrame(records).groupby("machine_id")["spread"].median().items()) + "."),
+    (col("label", "machine/device"), col("suite"), col("case"), col("runs", align="r"),
+     *(col(name, align="r", text=fmt.format_seconds) for name in ("fastest", "median", "slowest")),
+     col("spread", align="r", text=fmt.format_run_spread)))

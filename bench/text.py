@@ -1,7 +1,7 @@
-"""How the report writes numbers and tables: shared by the tables, the gate and the history.
+"""How the report writes numbers and tables: shared by the tables, plots, gate and history.
 
 ``276k`` (three significant digits with k/M/G), ``0.217 s`` (``41.2 ms`` below 0.1 s),
-``3.10×`` (a speedup), ``—`` (no value), and padded markdown tables.
+``3.10×`` (a speedup), ``—`` (no value), padded markdown tables, and the order of rows.
 """
 
 from __future__ import annotations
@@ -9,14 +9,31 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 NO_VALUE = "—"
+
+#: The order rows follow: known values first, in this order; the others after, by name.
+ORDERS = {"suite": {"train": 0, "inference": 1, "latency": 2, "tta": 3, "compile": 4,
+                    "scaling": 5, "baseline": 6},
+          "model": {"mlp": 0, "cnn": 1}, "precision": {"fp32": 0, "fp16": 1, "bf16": 2},
+          "backend": {"tensorflow": 0}, "dtype": {"float32": 0, "float16": 1, "bfloat16": 2}}
+
+
+def order(kind: str, value: object) -> tuple:
+    """Sort key: known values in the order of ``ORDERS[kind]``, the others after by name."""
+    return ORDERS[kind].get(value, len(ORDERS[kind])), str(value)
 
 
 def has(value: object) -> bool:
     """A value was measured: not None, NaN or NA (the loader's markers of "absent")."""
     return value is not None and value is not pd.NA and value == value
+
+
+def yes(value: object) -> bool:
+    """A flag that is set (not False, None or NA)."""
+    return value is True or value is np.True_
 
 
 def sig3(value: float) -> str:
@@ -46,6 +63,13 @@ def format_seconds(seconds: float) -> str:
 def format_share(fraction: float) -> str:
     """A spread or change as a percentage: ``0.4%`` (one decimal below 10%), ``15%``."""
     return f"{100 * fraction:.1f}%" if 100 * fraction < 10 else f"{100 * fraction:.0f}%"
+
+
+def format_spread(record: dict) -> str:
+    """`` ±1.2%``: the IQR of a record's rounds relative to their median; none for one round."""
+    iqr, median, rounds = (record.get(k) for k in ("iqr", "median", "rounds"))
+    return " ±" + format_share(iqr / median) \
+        if has(iqr) and has(median) and median and has(rounds) and rounds >= 2 else ""
 
 
 def format_run_spread(spread: float) -> str:

@@ -26,14 +26,9 @@ import pytest
 from bench import compare, tables
 from bench import text as text_module
 from bench.compare import run_spread
-from bench.loader import (
-    WarningLog,
-    current_failures,
-    load_results,
-    select_newest,
-    select_runs,
-)
-from bench.report import build_report, main
+from bench.loader import WarningLog, load_results
+from bench.report import build_report, main, relative_to
+from bench.selection import current_failures, select_newest, select_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESULTS = FIXTURES / "results"
@@ -174,7 +169,7 @@ TABLES = {
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_table_matches_expected(name, newest):
-    baseline, problem = tables.relative_to(newest, None)
+    baseline, problem = relative_to(newest, None)
     assert (baseline, problem) == (f"{AMD}/cpu", None)
     check_expected(name, TABLES[name](newest, baseline))
 
@@ -233,7 +228,7 @@ def test_speedups_by_hand():
          "case": "d", "model": "mlp", "batch_size": 128, "precision": "fp32", "xla": True,
          "backend": "tensorflow", "compile_seconds": 0.5, "median": 0.5, "iqr": 0.0, "rounds": 1},
     ])
-    assert tables.relative_to(frame, None) == ("slow/cpu", None)
+    assert relative_to(frame, None) == ("slow/cpu", None)
     train = tables.render(tables.TRAINING, frame, "slow/cpu")
     # 4000/s over 1000/s is 4x; spread 0.6 s of 60 s is 1.0%; one round shows no spread.
     assert _cell_row(train, "mlp", "128") == ["mlp", "128", "fp32", "yes", "tensorflow",
@@ -293,9 +288,9 @@ def test_si_format(value, text):
 
 
 def test_baseline_option(newest, capsys):
-    assert tables.relative_to(newest, INTEL) == (f"{INTEL}/cpu", None)
-    assert tables.relative_to(newest, f"{INTEL}/gpu:0") == (f"{INTEL}/gpu:0", None)
-    label, problem = tables.relative_to(newest, "no-such-machine")
+    assert relative_to(newest, INTEL) == (f"{INTEL}/cpu", None)
+    assert relative_to(newest, f"{INTEL}/gpu:0") == (f"{INTEL}/gpu:0", None)
+    label, problem = relative_to(newest, "no-such-machine")
     assert label == f"{AMD}/cpu" and "no-such-machine" in problem
 
 
