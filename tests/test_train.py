@@ -130,3 +130,66 @@ def test_predictions_have_the_right_shape(tiny):
     for batch in (1, 7, 64, 100, 128):
         assert trainer.predict_all("test", batch).shape == (100,)
     assert trainer.predict_batch(tiny.x_test[:3]).shape == (3, 10)
+
+
+# -- the padded last batch ------------------------------------------------------------------
+def _last_step_and_alone(dataset, monkeypatch=None, kernel_row0=None):
+    """One step on the padded last batch of ``dataset`` (300 samples at batch 64: 44 real,
+    20 padding), and the same step on a trainer holding those 44 samples alone (batch 44,
+    nothing padded). Both start from the same seeded weights."""
+    from fashion_core import data, models
+
+    if kernel_row0 is not None:
+        real_build = models.build
+
+        def build(name):
+            model = real_build(name)
+            kernel = keras.ops.convert_to_numpy(model.layers[0].kernel).copy()
+            kernel[0, :] = kernel_row0
+            model.layers[0].kernel.assign(kernel)
+            return model
+
+        monkeypatch.setattr(models, "build", build)
+    padded = train.make_trainer(tiny_config(), dataset)
+    padded.set_order(np.arange(300))
+    stats = padded.run_steps(4, 1)
+    alone_data = data.Dataset(dataset.x_train[256:], dataset.y_train[256:], dataset.x_test,
+                              dataset.y_test, source="synthetic")
+    alone = train.make_trainer(tiny_config(batch_size=44), alone_data)
+    assert alone.steps_per_epoch == 1 and alone.padded_size == 44  # nothing padded
+    alone.set_order(np.arange(44))
+    alone_stats = alone.run_steps(0, 1)
+    return ((stats, padded.model.get_weights()),
+            (alone_stats, alone.model.get_weights()))
+
+
+def _assert_same_step(padded, alone):
+    (stats, weights), (alone_stats, alone_weights) = padded, alone
+    assert stats.samples == alone_stats.samples == 44 and stats.bad_step == -1
+    assert np.isfinite(stats.loss_sum)
+    assert stats.loss_sum / stats.samples == pytest.approx(
+        alone_stats.loss_sum / alone_stats.samples, rel=1e-5)
+    for mine, theirs in zip(weights, alone_weights, strict=True):
+        assert np.all(np.isfinite(mine))
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_padded_last_step_equals_the_step_on_its_real_samples_alone(tiny):
+    """The padding claim: loss and weights after the padded step are those of the real
+    samples alone (float32 tolerance: the batches differ in shape, not in arithmetic)."""
+    _assert_same_step(*_last_step_and_alone(tiny))
+
+
+def test_padding_whose_loss_is_infinite_changes_nothing(tiny, monkeypatch):
+    """Padding repeats sample 0. Here sample 0 alone overflows the network (a huge
+    weight on a pixel only it has): a mask that multiplies by 0 would turn its inf into
+    NaN in the loss and the gradient; the select-and-zero mask leaves the step exactly
+    that of the real samples."""
+    from fashion_core import data
+
+    images = tiny.x_train.copy()
+    images[:, 0, 0] = 0
+    images[0, 0, 0] = 255  # only sample 0, the padding's source, lights pixel (0, 0)
+    dataset = data.Dataset(images, tiny.y_train, tiny.x_test, tiny.y_test, "synthetic")
+    padded, alone = _last_step_and_alone(dataset, monkeypatch, kernel_row0=3e38)
+    _assert_same_step(padded, alone)

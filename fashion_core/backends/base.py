@@ -19,6 +19,8 @@ import os
 import platform
 import sys
 import time
+import weakref
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -92,37 +94,159 @@ def per_sample_losses(logits, labels):
     return ce, mse
 
 
-def calibration_sizes(device: str) -> tuple[int, ...]:
-    """Matrix sizes the calibration matmul tries: the fastest one sets the figure.
+CALIBRATION_DTYPES = ("float32", "bfloat16", "float16")
+
+# Keras dtype policy -> the dtype its matmuls compute in (the calibration that applies).
+COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16",
+                  "mixed_float16": "float16"}
+
+
+class TrainerClosed(AttributeError):
+    """A closed trainer was asked for something it released (see ``BaseTrainer.close``)."""
+
+
+class CalibrationUnsupported(RuntimeError):
+    """The framework cannot multiply matrices in this dtype on this device.
+
+    Raised by every backend's ``matmul_gflops``; the harness records the dtype's peak
+    as unknown (None) for that device and goes on.
+    """
+
+
+def check_calibration_dtype(dtype: str) -> str:
+    """``dtype`` if it is one of :data:`CALIBRATION_DTYPES`, else a ValueError naming them."""
+    if dtype not in CALIBRATION_DTYPES:
+        raise ValueError(f"unknown calibration dtype {dtype!r}; choose one of: "
+                         f"{', '.join(CALIBRATION_DTYPES)}")
+    return dtype
+
+
+def calibration_sizes(device: str, dtype: str = "float32") -> tuple[int, ...]:
+    """Matrix sizes the calibration matmul tries, smallest first: the fastest sets the figure.
 
     Frameworks peak at different sizes (on a 2-core AVX-512 CPU, TensorFlow's matmul
     rose from 370 GFLOP/s at 1024 to 478 at 4096 while JAX's fell from 375 to 91), so
-    one fixed size would understate some of them.
+    one fixed size would understate some of them. On a CPU, bfloat16 and float16 may be
+    emulated at a few GFLOP/s, where one 1024 product would take seconds: they start
+    with a 256 probe, whose rate tells :func:`best_matmul_gflops` which larger sizes fit
+    its time budget.
     """
-    return (1024, 2048, 4096) if device == "cpu" else (4096, 8192)
+    if device == "cpu":
+        return (1024, 2048, 4096) if dtype == "float32" else (256, 1024, 2048, 4096)
+    return (4096, 8192) if dtype == "float32" else (1024, 4096, 8192)
 
 
 def best_matmul_gflops(make_product, sizes, repeats: int = 10,
-                       budget_seconds: float = 2.0) -> float:
-    """The device's float32 matmul rate in GFLOP/s: the fastest timed product of all sizes.
+                       budget_seconds: float = 2.0, total_seconds: float = 3.0) -> float:
+    """A device's matmul rate in GFLOP/s: the fastest timed product over ``sizes``.
 
-    ``make_product(size)`` returns a callable that multiplies two size x size float32
-    matrices and reads a value of the result back to the host, so each timed call waits
-    for the device. Each size gets one warm-up call, then up to ``repeats`` timed calls,
-    fewer where they would take more than ``budget_seconds`` (at least two).
+    ``make_product(size)`` returns a callable that multiplies two size x size matrices
+    (in whatever dtype is being calibrated) and reads a value of the result back to the
+    host, so each timed call waits for the device. Sizes are tried smallest first; each
+    gets one warm-up call (trace, compile), then up to ``repeats`` timed calls, fewer
+    where they would take more than ``budget_seconds`` for that size or run past
+    ``total_seconds`` for the whole calibration (at least two timed calls a size).
+
+    A size is skipped, with every larger one, when the rate measured so far says its
+    warm-up and two timed calls would not fit in what is left of ``total_seconds``:
+    that keeps an emulated dtype on a CPU (a few GFLOP/s) from taking minutes. So the
+    whole call takes about ``total_seconds``, plus at most the smallest size's first
+    three calls.
+
+    Raises :class:`CalibrationUnsupported` when the smallest size cannot be built or run
+    (the framework has no such matmul on the device); a failure at a larger size (out
+    of memory, say) ends the climb and the best rate so far stands.
     """
-    best_rate = 0.0
-    for size in sizes:
-        product = make_product(size)
-        product()  # trace, compile and warm up
+    begin = time.perf_counter()
+    deadline = begin + total_seconds
+    best_rate = 0.0  # FLOP/s
+    for position, size in enumerate(sorted(sizes)):
+        flops = 2 * size**3
+        if best_rate and 3 * flops / best_rate > deadline - time.perf_counter():
+            break
+        try:
+            product = make_product(size)
+            product()  # trace, compile and warm up
+        except Exception as error:  # noqa: BLE001 - frameworks raise their own types
+            if position == 0:
+                text = str(error).strip().splitlines()
+                raise CalibrationUnsupported(
+                    f"{type(error).__name__}: {text[0] if text else ''}"[:300]) from error
+            break
         spent, calls = 0.0, 0
-        while calls < repeats and (calls < 2 or spent < budget_seconds):
-            begin = time.perf_counter()
+        while calls < repeats:
+            start = time.perf_counter()
             product()
-            elapsed = time.perf_counter() - begin
+            elapsed = max(time.perf_counter() - start, 1e-9)
             spent, calls = spent + elapsed, calls + 1
-            best_rate = max(best_rate, 2 * size**3 / elapsed / 1e9)
-    return best_rate
+            best_rate = max(best_rate, flops / elapsed)
+            if calls >= 2 and (spent >= budget_seconds
+                               or time.perf_counter() + elapsed > deadline):
+                break
+    return best_rate / 1e9
+
+
+# (id of a Dataset, "backend:device") -> that dataset's arrays on that device.
+_DEVICE_DATA: dict[tuple[int, str], dict] = {}
+
+
+def shared_device_data(dataset: Dataset, where: str,
+                       upload: Callable[[Dataset], dict]) -> dict:
+    """The dataset's arrays on one device, uploaded once per process and shared.
+
+    ``where`` names the device and framework ("tensorflow:gpu:0"); ``upload(dataset)``
+    returns what lives on it (a dict of the framework's arrays) and is called only the
+    first time a dataset is asked for there. Every trainer on that device then reads the
+    same arrays, so ten trainers of a benchmark matrix hold one 47 MB copy of
+    Fashion-MNIST, not ten. The copy is dropped when the Dataset object itself is
+    garbage-collected (trainers keep a reference to it while they live).
+    """
+    key = (id(dataset), where)
+    if key not in _DEVICE_DATA:
+        if not any(k[0] == id(dataset) for k in _DEVICE_DATA):
+            # ids are reused after an object dies: forget its entries when it does.
+            weakref.finalize(dataset, _forget_dataset, id(dataset))
+        _DEVICE_DATA[key] = upload(dataset)
+    return _DEVICE_DATA[key]
+
+
+def _forget_dataset(dataset_id: int) -> None:
+    for key in [k for k in _DEVICE_DATA if k[0] == dataset_id]:
+        del _DEVICE_DATA[key]
+
+
+def shared_device_data_keys() -> list[tuple[int, str]]:
+    """What :func:`shared_device_data` holds now: (dataset id, "backend:device") pairs."""
+    return list(_DEVICE_DATA)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceMemory:
+    """A trainer's device memory over one window (from ``reset_device_peak`` to now).
+
+    Every backend counts the same thing: bytes its allocator holds in live buffers on
+    the device (TensorFlow's ``get_memory_info``, JAX's ``bytes_in_use``, torch's
+    ``memory_allocated``), not memory reserved by its pool or cache, and not other
+    processes'. All None on a CPU, where the host's RSS is the figure.
+
+    Attributes:
+        peak_bytes: the most bytes held at once during the window.
+        baseline_bytes: bytes held when the window began: what earlier work (other
+            trainers, the shared dataset) left on the device. ``peak_bytes -
+            baseline_bytes`` is what the window itself added at its peak.
+        scope: "window" where ``peak_bytes`` is exactly this window's peak;
+            "process" where the framework cannot reset its peak (JAX) and the window
+            set no new high: then ``peak_bytes`` is the process's peak so far, an upper
+            bound on the window's, and the window's own peak lies between
+            ``baseline_bytes`` and it.
+    """
+
+    peak_bytes: int | None = None
+    baseline_bytes: int | None = None
+    scope: str | None = None  # "window" or "process"; None where nothing is reported
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def cpu_model() -> str:
@@ -227,9 +351,54 @@ class BaseTrainer:
         predictions = self.predict_all("test", self.config.eval_batch_size)
         return float(np.mean(predictions == self.dataset.y_test))
 
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the model's matmuls compute in: "float32", "bfloat16" or "float16"
+        (the calibration a row's share of peak divides by)."""
+        return COMPUTE_DTYPES[self.config.precision]
+
+    # -- device memory (see DeviceMemory for what every backend counts) -----------------
+    def device_memory(self) -> DeviceMemory:
+        """Peak and baseline device memory since :meth:`reset_device_peak`."""
+        return DeviceMemory()
+
     def device_peak_bytes(self) -> int | None:
-        """Peak device memory since the last reset, where the framework reports it."""
-        return None
+        """Bytes held on the device at peak since :meth:`reset_device_peak` (None on a
+        CPU); see :class:`DeviceMemory` for what is counted and JAX's upper bound."""
+        return self.device_memory().peak_bytes
 
     def reset_device_peak(self) -> None:
-        """Start a new peak-memory window (no-op where not reported)."""
+        """Start a new device-memory window (no-op where nothing is reported)."""
+
+    # -- releasing -----------------------------------------------------------------------
+    # What a closed trainer still answers: its description and the figures it measured.
+    _KEPT_WHEN_CLOSED = frozenset({
+        "config", "n_train", "batch_size", "steps_per_epoch", "padded_size",
+        "samples_per_epoch", "compile_seconds", "device", "jit", "global_batch",
+        "replicas", "strategy_name", "_closed"})
+
+    def close(self) -> None:
+        """Release what the trainer holds: model, optimizer state, compiled functions and
+        its references to the device data; the trainer cannot train or predict after.
+
+        Dropping the last reference to a trainer releases the same (these are cycles
+        that ``gc`` collects); ``close`` does it now, even while something still
+        refers to the trainer (a cache, a traceback). Calling it twice is harmless.
+        """
+        for name in list(vars(self)):
+            if name not in self._KEPT_WHEN_CLOSED:
+                delattr(self, name)
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getattr__(self, name: str):
+        # Only reached for missing attributes: say why, rather than a bare AttributeError.
+        if name != "_closed" and vars(self).get("_closed"):
+            raise TrainerClosed(f"this {type(self).__name__} was closed (no {name!r} any "
+                                "more); build a new one")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

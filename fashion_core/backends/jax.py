@@ -24,33 +24,76 @@ counterpart of TensorFlow's eager mode: about 20 s an epoch for the MLP. "auto" 
 the config's rule, compiled except for the CNN on a CPU, and for the same reason as with
 TensorFlow: the whole CNN step compiled by XLA:CPU took about 310 s an epoch at batch
 128, op by op 67 s (each operation is still compiled, on its own).
+
+Device memory: JAX's GPU client would take 75% of the GPU at start (preallocation);
+this module turns that off before JAX starts its GPU client (:func:`disable_preallocation`),
+so several trainers and other frameworks share the device and the figures are the bytes
+really used. The dataset is uploaded once per device per process and shared by every
+trainer there (:func:`fashion_core.backends.base.shared_device_data`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 
-import jax
-import jax.numpy as jnp
-import keras
-import numpy as np
 
-from fashion_core import models
-from fashion_core.backends import DeviceInfo, resolve_device
-from fashion_core.backends.base import (
+def disable_preallocation(environ=None, started: bool | None = None) -> bool:
+    """Turn off JAX's GPU preallocation for this process; True where it is off.
+
+    ``XLA_PYTHON_CLIENT_PREALLOCATE`` is read when JAX starts its GPU client (on the
+    first device query), so this works as long as nothing has asked JAX for its devices
+    yet; Keras's import does not. A user's explicit setting is respected (False where it
+    turns preallocation on). Where the client already started, preallocation is as it
+    was and a warning says so. ``environ``/``started`` stand in for ``os.environ`` and
+    JAX's state in tests.
+    """
+    environ = environ if environ is not None else os.environ
+    if started is None:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    value = environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "").strip()
+    if value:
+        return value in ("false", "False", "0")  # the user's choice, as JAX reads it
+    if started:
+        warnings.warn("JAX's devices were set up before fashion_core.backends.jax was "
+                      "imported: GPU preallocation stays on (set "
+                      "XLA_PYTHON_CLIENT_PREALLOCATE=false before starting)", stacklevel=2)
+        return False
+    environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return True
+
+
+import jax  # noqa: E402
+
+PREALLOCATION_OFF = disable_preallocation()
+
+import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fashion_core import models, nvml  # noqa: E402
+from fashion_core.backends import DeviceInfo, resolve_device  # noqa: E402
+from fashion_core.backends.base import (  # noqa: E402
     BaseTrainer,
+    CalibrationUnsupported,
+    DeviceMemory,
     StepStats,
     best_matmul_gflops,
     calibration_sizes,
+    check_calibration_dtype,
     cpu_model,
     cudnn_text,
     make_optimizer,
     per_sample_losses,
     precision_policy,
     set_random_seed,
+    shared_device_data,
 )
-from fashion_core.config import TrainConfig
-from fashion_core.data import Dataset
+from fashion_core.config import TrainConfig  # noqa: E402
+from fashion_core.data import Dataset  # noqa: E402
 
 NAME = "jax"
 
@@ -89,13 +132,11 @@ def list_devices() -> list[DeviceInfo]:
     """The CPU and every GPU JAX sees, named cpu, gpu:0, gpu:1, ..."""
     devices = [DeviceInfo("cpu", "CPU", cpu_model())]
     for index, gpu in enumerate(_gpus()):
-        try:
-            memory = (gpu.memory_stats() or {}).get("bytes_limit")
-        except Exception:  # noqa: BLE001 - not every runtime reports memory
-            memory = None
+        # The device's total memory, as every backend reports it (NVML's figure; JAX's
+        # own "bytes_limit" is only what its allocator may take, a share of it).
         capability = getattr(gpu, "compute_capability", None)
         devices.append(DeviceInfo(f"gpu:{index}", "GPU", gpu.device_kind,
-                                  memory_bytes=int(memory) if memory else None,
+                                  memory_bytes=nvml.total_memory(index),
                                   compute_capability=str(capability) if capability else None))
     return devices
 
@@ -128,15 +169,21 @@ class Trainer(BaseTrainer):
                        put(self._model.non_trainable_variables),
                        put(self.optimizer.variables))
         self._synced = True  # the Keras variables hold the state's current values
-        self._images = {"train": jax.device_put(dataset.x_train, self._device),
-                        "test": jax.device_put(dataset.x_test, self._device)}
-        self._labels = jax.device_put(dataset.y_train.astype(np.int32), self._device)
+        arrays = shared_device_data(dataset, f"{NAME}:{self.device.name}", self._upload)
+        self._images = {"train": arrays["x_train"], "test": arrays["x_test"]}
+        self._labels = arrays["y_train"]
         self._order = jax.device_put(np.zeros(self.padded_size, np.int32), self._device)
         # The one place the steps are compiled: the old state's buffers are donated to
         # the new (argument 0), the dataset is an argument, never a baked-in constant.
         self._steps_fn = jax.jit(self._steps, donate_argnums=(0,))
         self._predict_fn = jax.jit(self._predict, static_argnums=(3,))
         self._logits_fn = jax.jit(self._logits)
+
+    def _upload(self, dataset: Dataset) -> dict:
+        """The dataset's arrays on this trainer's device (see shared_device_data)."""
+        return {"x_train": jax.device_put(dataset.x_train, self._device),
+                "x_test": jax.device_put(dataset.x_test, self._device),
+                "y_train": jax.device_put(dataset.y_train.astype(np.int32), self._device)}
 
     def _mode(self):
         """Compiled calls as they are, or (``jit=False``) run op by op."""
@@ -158,14 +205,21 @@ class Trainer(BaseTrainer):
         return self._model
 
     # -- training ------------------------------------------------------------------------
-    def _loss(self, trainable, non_trainable, optimizer_values, images, labels, weights):
-        """Masked mean CE (scaled for float16) and what the step needs besides gradients."""
+    def _loss(self, trainable, non_trainable, optimizer_values, images, labels, real):
+        """Masked mean CE (scaled for float16) and what the step needs besides gradients.
+
+        ``real`` is True for the batch's real samples, False for padding, which is masked
+        with selects, never a multiply by 0: its images are zeroed and its losses
+        replaced by 0, so no padded row can put 0 x inf = NaN into the loss or the
+        gradient; the step is exactly that of the real samples alone.
+        """
+        images = jnp.where(real[:, None, None], images, jnp.zeros_like(images))
         x = models.preprocess(images, self.config.model, keras.ops)
         logits, non_trainable = self._model.stateless_call(trainable, non_trainable, x,
                                                            training=True)
         ce, mse = per_sample_losses(logits, labels)
-        count = jnp.sum(weights)
-        loss = jnp.sum(ce * weights) / count
+        count = jnp.sum(real.astype(jnp.float32))
+        loss = jnp.sum(jnp.where(real, ce, 0.0)) / count
         scaled = loss
         if self._scales_loss:
             # The loss scale is an optimizer variable: read it from the state, not the
@@ -173,7 +227,7 @@ class Trainer(BaseTrainer):
             mapping = list(zip(self.optimizer.variables, optimizer_values, strict=True))
             with keras.StatelessScope(state_mapping=mapping):
                 scaled = self.optimizer.scale_loss(loss)
-        return scaled, (loss, jnp.sum(mse * weights) / count, count, non_trainable)
+        return scaled, (loss, jnp.sum(jnp.where(real, mse, 0.0)) / count, count, non_trainable)
 
     def _steps(self, state, images, labels, order, start, count):
         """Steps start .. start+count-1 in one while-loop; stops at the first NaN/inf loss.
@@ -188,13 +242,13 @@ class Trainer(BaseTrainer):
         def body(carry):
             step, (trainable, non_trainable, optimizer_values), sums, bad = carry
             index = order[step]
-            # Padding at the end of the epoch's order gets weight 0.
-            weights = (step * batch + positions < self.n_train).astype(jnp.float32)
+            # Padding at the end of the epoch's order is masked out of the step.
+            real = step * batch + positions < self.n_train
             (_, (loss, mse, n, non_trainable)), grads = grad_fn(
                 trainable, non_trainable, optimizer_values,
                 # Indices are always in range: "clip" spares the out-of-bounds fill.
                 jnp.take(images, index, axis=0, mode="clip"),
-                jnp.take(labels, index, mode="clip"), weights)
+                jnp.take(labels, index, mode="clip"), real)
             trainable, optimizer_values = self.optimizer.stateless_apply(
                 optimizer_values, grads, trainable)
             bad = jnp.where(jnp.isfinite(loss), bad, step)
@@ -269,35 +323,65 @@ class Trainer(BaseTrainer):
         except Exception:  # noqa: BLE001 - not every runtime reports memory
             return {}
 
-    def device_peak_bytes(self) -> int | None:
-        """The peak since :meth:`reset_device_peak`, where it can be known.
+    def device_memory(self) -> DeviceMemory:
+        """JAX keeps one peak for the whole process and cannot reset it.
 
-        JAX keeps one peak for the whole process and cannot reset it: if the peak rose
-        after the reset, the new peak is this window's; if not, the window's peak is
-        unknown (below the old one) and None is returned.
+        Where the process's peak rose after :meth:`reset_device_peak`, the new peak is
+        this window's own ("window"); where it did not, the window's peak lies between
+        the baseline and the process's peak, which is returned as an upper bound
+        ("process"). See :class:`~fashion_core.backends.base.DeviceMemory`.
         """
-        peak = self._memory_stats().get("peak_bytes_in_use")
-        if peak is None or peak <= getattr(self, "_peak_at_reset", -1):
-            return None
-        return int(peak)
+        return window_memory(self._memory_stats(), getattr(self, "_at_reset", None))
 
     def reset_device_peak(self) -> None:
-        self._peak_at_reset = self._memory_stats().get("peak_bytes_in_use", -1)
+        stats = self._memory_stats()
+        self._at_reset = ((stats["bytes_in_use"], stats["peak_bytes_in_use"])
+                          if "peak_bytes_in_use" in stats and "bytes_in_use" in stats
+                          else None)
 
 
-def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
-    """The device's float32 matmul rate in GFLOP/s (see :func:`best_matmul_gflops`).
+def window_memory(stats: dict, at_reset: tuple[int, int] | None) -> DeviceMemory:
+    """A window's DeviceMemory from JAX's ``memory_stats()`` now and (bytes in use, peak)
+    when the window began (None: no window was started)."""
+    peak = stats.get("peak_bytes_in_use")
+    if peak is None:
+        return DeviceMemory()
+    if at_reset is None:
+        return DeviceMemory(int(peak), None, "process")
+    baseline, peak_at_reset = at_reset
+    scope = "window" if peak > peak_at_reset else "process"
+    return DeviceMemory(int(peak), int(baseline), scope)
 
-    At JAX's default precision, the one the models run at (TF32 on NVIDIA GPUs since
-    Ampere, as in TensorFlow); sizes as :func:`calibration_sizes` gives, or ``size``.
+
+_JAX_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def matmul_gflops(device: str, dtype: str = "float32", size: int | None = None,
+                  repeats: int = 10) -> float:
+    """The device's matmul rate in GFLOP/s in ``dtype`` (see :func:`best_matmul_gflops`).
+
+    ``dtype`` is "float32" (at JAX's default precision, the one the models run at: TF32
+    on NVIDIA GPUs since Ampere, as in TensorFlow), "bfloat16" or "float16": inputs and
+    product in that dtype (XLA:CPU may compute a reduced-precision dot in float32
+    internally; the rate is what the device gives in that dtype). Sizes as
+    :func:`calibration_sizes` gives, or ``size``. Raises
+    :class:`~fashion_core.backends.base.CalibrationUnsupported` where JAX has no such
+    matmul on the device.
     """
+    jax_dtype = _JAX_DTYPES[check_calibration_dtype(dtype)]
     target = jax_device(device)
-    product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y)))
+    product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y).astype(jnp.float32)))
 
     def make_product(n: int):
-        a = jax.device_put(jax.random.normal(jax.random.key(1), (n, n), jnp.float32), target)
-        b = jax.device_put(jax.random.normal(jax.random.key(2), (n, n), jnp.float32), target)
+        a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(jax_dtype)
+        b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32).astype(jax_dtype)
+        a, b = jax.device_put(a, target), jax.device_put(b, target)
         return lambda: float(product(a, b))
 
-    return best_matmul_gflops(make_product, (size,) if size else calibration_sizes(device),
-                              repeats)
+    try:
+        return best_matmul_gflops(make_product,
+                                  (size,) if size else calibration_sizes(device, dtype),
+                                  repeats)
+    except CalibrationUnsupported as error:
+        raise CalibrationUnsupported(f"JAX has no {dtype} matmul on {device}: "
+                                     f"{error}") from error

@@ -18,8 +18,14 @@ the other backends).
 
 ``jit=True`` compiles the forward pass and the loss with ``torch.compile`` (Inductor;
 AOTAutograd compiles the backward pass with them) and, separately, the optimizer's
-update. "auto" (``jit=None``) means compiled on a GPU, where per-op launch overhead is
-what compiling removes, and eager on a CPU. Measured on a 2-core CPU (batch 128): the
+update. Each trainer compiles its own copies of these functions (:func:`own_function`):
+Dynamo keeps compiled code on the function's code object, so trainers sharing one
+would recompile against each other until Dynamo's recompile limit, after which it runs
+the function eagerly, silently. ``fullgraph=True`` turns that fallback, and any graph
+break, into an error, so a row labelled compiled ran compiled.
+
+"auto" (``jit=None``) means compiled on a GPU, where per-op launch overhead is what
+compiling removes, and eager on a CPU. Measured on a 2-core CPU (batch 128): the
 MLP's epoch takes 0.81 s compiled against 1.10 s eager, but compiling takes 14 s with a
 cold Inductor cache (3.4 s warm), more than a 20-epoch run saves; the CNN is slower
 compiled (23.6 s an epoch against 21.8 s eager).
@@ -31,6 +37,7 @@ compiled losses equal the float32 ones); the eager step computes in float16.
 from __future__ import annotations
 
 import time
+import types
 
 import keras
 import numpy as np
@@ -40,15 +47,19 @@ from fashion_core import models
 from fashion_core.backends import DeviceInfo, resolve_device
 from fashion_core.backends.base import (
     BaseTrainer,
+    CalibrationUnsupported,
+    DeviceMemory,
     StepStats,
     best_matmul_gflops,
     calibration_sizes,
+    check_calibration_dtype,
     cpu_model,
     cudnn_text,
     make_optimizer,
     per_sample_losses,
     precision_policy,
     set_random_seed,
+    shared_device_data,
 )
 from fashion_core.config import TrainConfig
 from fashion_core.data import Dataset
@@ -76,6 +87,33 @@ def list_devices() -> list[DeviceInfo]:
     return devices
 
 
+def own_function(method):
+    """A copy of a bound method with a code object of its own, bound to the same object.
+
+    ``torch.compile`` keeps what it compiled on the function's code object, which all
+    instances of a class share: each new trainer would fail the guards of the last
+    one's and recompile, and past ``torch._dynamo.config.recompile_limit`` (or the
+    accumulated limit) Dynamo gives up and runs the function eagerly. A copy per
+    trainer gives each its own cache, freed with the trainer.
+    """
+    function = method.__func__
+    copy = types.FunctionType(function.__code__.replace(), function.__globals__,
+                              function.__name__, function.__defaults__,
+                              function.__closure__)
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__ = function.__qualname__
+    return types.MethodType(copy, method.__self__)
+
+
+def compile_own(method):
+    """``torch.compile`` of this trainer's own copy of ``method`` (see :func:`own_function`).
+
+    ``fullgraph=True``: a graph break, or recompiling past Dynamo's limit, raises
+    instead of quietly running the function eagerly under a "compiled" label.
+    """
+    return torch.compile(own_function(method), fullgraph=True)
+
+
 def torch_device(name: str) -> torch.device:
     """'cpu' -> cpu, 'gpu:1' -> cuda:1."""
     return torch.device("cpu" if name == "cpu" else "cuda:" + name.split(":")[1])
@@ -99,17 +137,16 @@ class Trainer(BaseTrainer):
             self.optimizer.build(self._model.trainable_variables)
         self._variables = list(self._model.trainable_variables)
         self._params = [v.value for v in self._variables]  # torch Parameters
-        # torch.tensor copies: the dataset's arrays may be read-only, which torch dislikes.
-        self._images = {"train": torch.tensor(dataset.x_train, device=self._device),
-                        "test": torch.tensor(dataset.x_test, device=self._device)}
-        self._labels = torch.tensor(dataset.y_train.astype(np.int64), device=self._device)
+        arrays = shared_device_data(dataset, f"{NAME}:{self.device.name}", self._upload)
+        self._images = {"train": arrays["x_train"], "test": arrays["x_test"]}
+        self._labels = arrays["y_train"]
         self._order = torch.zeros(self.padded_size, dtype=torch.int64, device=self._device)
-        # Weights of one epoch's padded positions: 1 for real samples, 0 for the padding.
-        self._weights = (torch.arange(self.padded_size, device=self._device)
-                         < self.n_train).float().reshape(self.steps_per_epoch, -1)
+        # One epoch's padded positions: True for real samples, False for the padding.
+        self._real = (torch.arange(self.padded_size, device=self._device)
+                      < self.n_train).reshape(self.steps_per_epoch, -1)
         # The one place the step is compiled (or not): the forward pass and loss (with
         # them, AOTAutograd compiles the backward pass) and the optimizer's update.
-        compiled = torch.compile if self.jit else (lambda fn: fn)
+        compiled = compile_own if self.jit else (lambda fn: fn)
         self._loss_fn = compiled(self._loss)
         # Loss scaling branches on the gradients' finiteness (``ops.cond`` with fresh
         # closures each call), which torch.compile would retrace on every step: that
@@ -122,22 +159,40 @@ class Trainer(BaseTrainer):
         name = "cpu" if self._device.type == "cpu" else f"gpu:{self._device.index}"
         return keras.device(name)
 
+    def _upload(self, dataset: Dataset) -> dict:
+        """The dataset's arrays on this trainer's device (see shared_device_data).
+
+        ``torch.tensor`` copies: the dataset's arrays may be read-only, which torch
+        dislikes."""
+        return {"x_train": torch.tensor(dataset.x_train, device=self._device),
+                "x_test": torch.tensor(dataset.x_test, device=self._device),
+                "y_train": torch.tensor(dataset.y_train.astype(np.int64),
+                                        device=self._device)}
+
     # -- training ------------------------------------------------------------------------
-    def _loss(self, images, labels, weights):
-        """Masked mean CE, masked mean MSE and the real-sample count of one batch."""
+    def _loss(self, images, labels, real):
+        """Masked mean CE, masked mean MSE and the real-sample count of one batch.
+
+        ``real`` is True for real samples, False for padding, which is masked with
+        selects, never a multiply by 0: its images are zeroed and its losses replaced by
+        0, so no padded row can put 0 x inf = NaN into the loss or the gradient.
+        """
+        images = torch.where(real[:, None, None], images, torch.zeros_like(images))
         x = models.preprocess(images, self.config.model, keras.ops)
         logits = self._model(x, training=True)
         ce, mse = per_sample_losses(logits, labels)
-        count = weights.sum()
-        return (ce * weights).sum() / count, (mse * weights).sum() / count, count
+        count = real.sum().float()
+        zero = torch.zeros((), dtype=ce.dtype, device=ce.device)
+        return (torch.where(real, ce, zero).sum() / count,
+                torch.where(real, mse, zero).sum() / count, count)
 
-    @torch.no_grad()
     def _apply(self, grads):
         """Keras's optimizer update (Adam; unscale and skip non-finite under float16)."""
-        self.optimizer.apply(grads, self._variables)
+        with torch.no_grad():
+            self.optimizer.apply(grads, self._variables)
 
-    def _train_step(self, images, labels, weights):
-        loss, mse, count = self._loss_fn(images, labels, weights)
+    def _train_step(self, images, labels, real):
+        loss, mse, count = self._loss_fn(images, labels, real)
         scaled = self.optimizer.scale_loss(loss) if self._scales_loss else loss
         for param in self._params:
             param.grad = None
@@ -159,7 +214,7 @@ class Trainer(BaseTrainer):
             with self._scope():
                 loss, _, _ = self._loss_fn(self._images["train"].index_select(0, index),
                                            self._labels.index_select(0, index),
-                                           self._weights[0])
+                                           self._real[0])
                 loss.backward()
                 self._apply_fn([torch.zeros_like(p) for p in self._params])
                 float(loss.detach())  # the read-back waits for the device
@@ -184,7 +239,7 @@ class Trainer(BaseTrainer):
                 index = self._order[step]
                 loss, mse, n = self._train_step(self._images["train"].index_select(0, index),
                                                 self._labels.index_select(0, index),
-                                                self._weights[step])
+                                                self._real[step])
                 sums += torch.stack([loss * n, mse * n, n])
                 # A NaN/inf step does not stop the span (that would need a read-back each
                 # step); the first one is remembered and reported, and the run ends there.
@@ -214,35 +269,53 @@ class Trainer(BaseTrainer):
         return logits.cpu().numpy()
 
     # -- memory --------------------------------------------------------------------------
-    def device_peak_bytes(self) -> int | None:
+    def device_memory(self) -> DeviceMemory:
+        """torch's allocator figures (``memory_allocated``: live tensors, not the cache it
+        reserves); its peak is reset by :meth:`reset_device_peak`, so it is the window's."""
         if self.device.kind != "GPU":
-            return None
-        return int(torch.cuda.max_memory_allocated(self._device))
+            return DeviceMemory()
+        return DeviceMemory(int(torch.cuda.max_memory_allocated(self._device)),
+                            getattr(self, "_baseline_bytes", None), "window")
 
     def reset_device_peak(self) -> None:
         if self.device.kind == "GPU":
             torch.cuda.reset_peak_memory_stats(self._device)
+            self._baseline_bytes = int(torch.cuda.memory_allocated(self._device))
 
 
-def matmul_gflops(device: str, size: int | None = None, repeats: int = 10) -> float:
-    """The device's float32 matmul rate in GFLOP/s (see :func:`best_matmul_gflops`).
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                 "float16": torch.float16}
 
-    At torch's default precision, the one the models run at (true float32: torch does
-    not use TF32 for matmuls unless asked); sizes as :func:`calibration_sizes` gives, or
-    ``size`` alone.
+
+def matmul_gflops(device: str, dtype: str = "float32", size: int | None = None,
+                  repeats: int = 10) -> float:
+    """The device's matmul rate in GFLOP/s in ``dtype`` (see :func:`best_matmul_gflops`).
+
+    ``dtype`` is "float32" (torch's default precision, the one the models run at: true
+    float32, torch does not use TF32 for matmuls unless asked), "bfloat16" or
+    "float16": inputs and product in that dtype. Sizes as :func:`calibration_sizes`
+    gives, or ``size`` alone. Raises
+    :class:`~fashion_core.backends.base.CalibrationUnsupported` where torch has no such
+    matmul on the device.
     """
+    torch_dtype = _TORCH_DTYPES[check_calibration_dtype(dtype)]
     target = torch_device(device)
 
     def make_product(n: int):
         generator = torch.Generator(device=target).manual_seed(1)
-        a = torch.randn(n, n, device=target, generator=generator)
-        b = torch.randn(n, n, device=target, generator=generator)
+        a = torch.randn(n, n, device=target, generator=generator).to(torch_dtype)
+        b = torch.randn(n, n, device=target, generator=generator).to(torch_dtype)
 
         def run() -> float:
             with torch.no_grad():
-                return float(torch.sum(a @ b))
+                return float(torch.sum(a @ b, dtype=torch.float32))
 
         return run
 
-    return best_matmul_gflops(make_product, (size,) if size else calibration_sizes(device),
-                              repeats)
+    try:
+        return best_matmul_gflops(make_product,
+                                  (size,) if size else calibration_sizes(device, dtype),
+                                  repeats)
+    except CalibrationUnsupported as error:
+        raise CalibrationUnsupported(f"torch has no {dtype} matmul on {device}: "
+                                     f"{error}") from error
