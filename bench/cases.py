@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 
+from bench import schema
 from fashion_core.config import PRECISIONS
 
 SUITES = ("train", "inference", "latency", "tta", "compile", "baseline", "scaling")
@@ -107,11 +108,9 @@ class Case:
         return TTA_TARGETS[self.model]
 
     def fields(self) -> dict:
-        """The descriptive fields every result row carries."""
-        return {"case": self.id, "suite": self.suite, "model": self.model,
-                "backend": self.backend, "device": self.device,
-                "batch_size": self.batch_size, "precision": self.precision, "xla": self.xla,
-                "variant": self.variant, "strategy": self.strategy, "replicas": self.replicas}
+        """The fields of the result row (bench.schema.Row) that the case itself fills."""
+        return {name: self.id if name == "case" else getattr(self, name)
+                for name in schema.CASE_FIELDS}
 
 
 def _default_xla(model: str, device: str) -> bool:

@@ -14,11 +14,9 @@ import re
 
 import psutil
 
+from bench.schema import SCHEMA  # the version of the fashion_bench block and its rows
 from fashion_core.backends import DeviceInfo
 from fashion_core.backends.base import cpu_count, cpu_model
-
-SCHEMA = 2  # version of the fashion_bench entry in machine_info (2: per-dtype calibration,
-#            data, run_group, repeat, max_contention; rows carry contention and energy)
 
 
 def _cpu_identity() -> str:

@@ -23,6 +23,8 @@ import time
 import numpy as np
 import psutil
 
+from bench import schema
+
 #: Shortest span over which contention is judged (CPU time comes in 10 ms ticks).
 MIN_WINDOW_SECONDS = 0.5
 
@@ -216,7 +218,6 @@ def record(benchmark, case, trainer=None, *, state=None,
     """
     info = benchmark.extra_info
     info.update(case.fields())
-    info["compute_dtype"] = case.compute_dtype
     if trainer is not None:
         info["device_kind"] = trainer.device.kind
         info["device_name"] = trainer.device.model
@@ -235,6 +236,7 @@ def record(benchmark, case, trainer=None, *, state=None,
     info["samples_per_joule"] = rate / watts if watts and rate else None
     info["peak_rss_bytes"] = peak_rss_bytes()
     info["status"] = "ok"
+    schema.check_row(info)  # every field declared in the one row schema, with its type
 
 
 def check_finite_and_falling(losses: list[float], what: str) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import compare, tables
+from bench import compare, schema, tables
 from bench import text as text_module
 from bench.compare import run_spread
 from bench.loader import WarningLog, load_results
@@ -991,3 +991,77 @@ def test_report_publishes_the_journal_of_a_dead_run_marked_incomplete(tmp_path, 
     assert f"Note: run `{published.name}` of `{AMD}` is incomplete" in out
     assert _cell_row(out, published.name)[5] == "incomplete (died; recovered)"
     assert "mlp-cpu-b128-bf16-xla" in (tmp_path / "out" / "report.csv").read_text()
+
+
+# --------------------------------------------------------------------------- the row schema
+
+def _recorded_figures() -> dict[str, set[str]]:
+    """Per bench suite file: the keyword figures its record(...) calls pass."""
+    import ast
+
+    found = {}
+    for path in sorted((FIXTURES.parents[1] / "bench").glob("test_*.py")):
+        calls = [node for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "record"]
+        found[path.name] = {k.arg for call in calls for k in call.keywords} - {
+            "state", "energy_seconds"}
+    return found
+
+
+def test_every_field_the_suites_write_is_in_the_row_schema():
+    from bench.cases import build_matrix
+
+    figures = _recorded_figures()
+    assert len(figures) >= 6 and all(figures.values())  # the scan found the suites' calls
+    for name, fields in figures.items():
+        assert fields <= set(schema.COLUMN_TYPES), (name, fields - set(schema.COLUMN_TYPES))
+    for case in build_matrix("quick", ["cpu", "gpu:0"]):
+        assert list(case.fields()) == list(schema.CASE_FIELDS)
+        schema.check_row(case.fields())  # each of the right type
+    required = [name for name, (_, needed) in schema.COLUMN_TYPES.items() if needed]
+    assert set(required) <= set(schema.CASE_FIELDS)  # the case fills every required field
+
+
+def test_record_refuses_a_field_of_the_wrong_type():
+    from types import SimpleNamespace
+
+    from bench.cases import Case
+    from bench.measure import record
+
+    case = Case("train", "mlp", "cpu", 128)
+    benchmark = SimpleNamespace(extra_info={})
+    record(benchmark, case, samples_per_second=np.float64(1000.0), steps_per_round=40)
+    assert benchmark.extra_info["compute_dtype"] == "float32"
+    with pytest.raises(ValueError, match="'steps_per_round' = 40.5 is not a int"):
+        record(SimpleNamespace(extra_info={}), case, steps_per_round=40.5)
+    with pytest.raises(ValueError, match="'reached' = 'yes' is not a bool"):
+        record(SimpleNamespace(extra_info={}), case, reached="yes")
+
+
+def test_loader_gives_each_column_its_schema_type(results, results_v2):
+    frame = results_v2.benchmarks
+    assert frame["xla"].dtype == bool and frame["batch_size"].dtype.kind == "i"
+    for name in ("samples_per_second", "energy_joules", "watts", "contention"):
+        assert frame[name].dtype == float, name
+    assert str(frame["contended"].dtype) == "boolean"
+    old = results.benchmarks  # schema 1: contention not measured, so None, not False
+    assert str(old["contended"].dtype) == "boolean" and old["contended"].isna().all()
+    assert str(old["reached"].dtype) == "boolean" and old["reached"].notna().sum() == 7
+
+
+def test_a_newer_schema_says_to_update_the_checkout():
+    document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
+    document["machine_info"]["fashion_bench"]["schema"] = schema.SCHEMA + 1
+    problem = schema.file_problem(document)
+    assert problem.startswith(f"newer schema {schema.SCHEMA + 1} ")
+    assert "update this checkout" in problem
+    document["machine_info"]["fashion_bench"]["schema"] = schema.SCHEMA
+    assert schema.file_problem(document) is None
+
+
+def test_relative_to_and_its_old_name_baseline_agree(tmp_path, capsys):
+    outputs = [run_cli(capsys, RESULTS, "--out", tmp_path / option, "--no-plots", option,
+                       f"{INTEL}/gpu:0")[1] for option in ("--relative-to", "--baseline")]
+    assert outputs[0] == outputs[1].replace(str(tmp_path / "--baseline"),
+                                            str(tmp_path / "--relative-to"))
+    assert f"Speedups are relative to `{INTEL}/gpu:0`" in outputs[0]
