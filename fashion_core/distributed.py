@@ -1,10 +1,14 @@
 """Data-parallel training with TensorFlow's own engine, ``tf.distribute``.
 
-- ``mirrored``: ``MirroredStrategy`` over N devices of one process: the first N GPUs,
-  or, on a machine without GPUs, N logical CPU devices (for testing the path; they share
-  the same cores, so they show overhead, not speed-up);
+- ``mirrored``: ``MirroredStrategy`` over N devices of one process: the first N GPUs
+  where the config's device is a GPU, or N logical CPU devices where it is the CPU (for
+  testing the path; they share the same cores, so they show overhead, not speed-up).
+  "auto" is the GPUs where there are any, else the CPU;
 - ``multiworker``: ``MultiWorkerMirroredStrategy`` across processes or hosts, each
-  started with its own ``TF_CONFIG`` (see the README for an example).
+  started with its own ``TF_CONFIG`` (see the README for an example). TensorFlow allows
+  one per process (its collective ops are configured once), so it is created on first
+  use and reused; it runs on the GPUs or on the CPU, whichever the first config asked
+  for, and a later config asking for the other is refused (:class:`ScaleOutError`).
 
 ``config.batch_size`` is the batch of one replica; the global batch is that times the
 replicas. Each epoch's sample order comes from the same seeded generator as single-device
@@ -28,7 +32,7 @@ tf = tfb.tf
 keras = tfb.keras
 
 from fashion_core import models  # noqa: E402
-from fashion_core.backends import DeviceInfo  # noqa: E402
+from fashion_core.backends import DeviceInfo, parse_device  # noqa: E402
 from fashion_core.backends.base import (  # noqa: E402
     BaseTrainer,
     StepStats,
@@ -45,6 +49,11 @@ STRATEGIES = ("mirrored", "multiworker")
 
 class ScaleOutError(RuntimeError):
     """A strategy could not be set up as asked; the message says why and what to do."""
+
+
+class OnePerProcess(ScaleOutError):
+    """This process already has a multi-worker strategy on the other kind of device
+    (TensorFlow allows one a process): that run needs a process of its own."""
 
 
 def ensure_logical_cpus(count: int) -> None:
@@ -65,30 +74,81 @@ def ensure_logical_cpus(count: int) -> None:
             "must be configured before its first operation (start a fresh process)") from None
 
 
-def make_strategy(kind: str, replicas: int | None = None) -> tf.distribute.Strategy:
-    """A ``tf.distribute`` strategy of ``kind`` (see the module docstring)."""
+def device_kind(spec: str, gpu_count: int | None = None) -> str:
+    """"CPU" or "GPU": the kind of device a config's ``device`` asks the replicas to be.
+
+    "cpu" is the CPU, "gpu"/"gpu:N" the GPUs, "auto" the GPUs where there are any
+    (``gpu_count``: how many; TensorFlow is asked where it is None).
+    """
+    name = parse_device(spec)
+    if name == "cpu":
+        return "CPU"
+    if name.startswith("gpu"):
+        return "GPU"
+    if gpu_count is None:
+        gpu_count = len(tf.config.list_physical_devices("GPU"))
+    return "GPU" if gpu_count else "CPU"
+
+
+class _CpuOnlyResolver(tf.distribute.cluster_resolver.TFConfigClusterResolver):
+    """TF_CONFIG's cluster, reporting no accelerators: a multi-worker strategy over
+    it runs on each worker's CPU even where the worker has GPUs."""
+
+    def num_accelerators(self, *args, **kwargs) -> dict:
+        return {}
+
+
+# The process's one MultiWorkerMirroredStrategy: (TF_CONFIG, device kind, strategy).
+_multiworker: dict = {}
+
+
+def _multiworker_strategy(kind: str) -> tf.distribute.Strategy:
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ScaleOutError("multiworker needs TF_CONFIG (cluster and task) in the "
+                            "environment of every worker; see the README")
+    try:
+        json.loads(text)
+    except ValueError as e:
+        raise ScaleOutError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if _multiworker:
+        if _multiworker["tf_config"] != text:
+            raise ScaleOutError("TF_CONFIG changed after this process created its "
+                                "multi-worker strategy; TensorFlow allows one a process "
+                                "(start a fresh process)")
+        if _multiworker["kind"] != kind:
+            raise OnePerProcess(
+                f"this process's multi-worker strategy runs on the {_multiworker['kind']}; "
+                f"TensorFlow allows one a process, so a {kind} multi-worker run needs a "
+                "process of its own")
+        return _multiworker["strategy"]
+    resolver = _CpuOnlyResolver() if kind == "CPU" else None
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    _multiworker.update(tf_config=text, kind=kind, strategy=strategy)
+    return strategy
+
+
+def make_strategy(kind: str, replicas: int | None = None,
+                  device: str = "auto") -> tf.distribute.Strategy:
+    """A ``tf.distribute`` strategy of ``kind`` on ``device``'s kind of device (see the
+    module docstring); the multi-worker one is made once a process and reused."""
+    gpus = tf.config.list_physical_devices("GPU")
+    on = device_kind(device, len(gpus))
     if kind == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ScaleOutError("multiworker needs TF_CONFIG (cluster and task) in the "
-                                "environment of every worker; see the README")
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as e:
-            raise ScaleOutError(f"TF_CONFIG is not valid JSON: {e}") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multiworker_strategy(on)
     if kind != "mirrored":
         raise ScaleOutError(f"unknown strategy {kind!r}; choose one of: {', '.join(STRATEGIES)}")
     replicas = replicas or 1
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
+    if on == "GPU":
         if replicas > len(gpus):
             raise ScaleOutError(f"{replicas} replicas asked for, but only {len(gpus)} GPU(s)")
         devices = [f"/GPU:{i}" for i in range(replicas)]
+        cross = None  # NCCL all-reduce
     else:
         ensure_logical_cpus(replicas)
         devices = [f"/CPU:{i}" for i in range(replicas)]
-    # On CPUs the default NCCL all-reduce is not available: reduce on the host.
-    cross = None if gpus else tf.distribute.ReductionToOneDevice(reduce_to_device="/CPU:0")
+        # NCCL all-reduce needs GPUs: reduce on the host.
+        cross = tf.distribute.ReductionToOneDevice(reduce_to_device="/CPU:0")
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
 
 
@@ -111,7 +171,8 @@ class DistributedTrainer(BaseTrainer):
                               "training samples")
         self.samples_per_epoch = self.steps_per_epoch * self.global_batch
         self.jit = False
-        kind = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+        # What the strategy runs on: its first replica's device ("/job:worker/.../GPU:0").
+        kind = "GPU" if "GPU" in strategy.extended.worker_devices[0].upper() else "CPU"
         self.device = DeviceInfo(f"{kind.lower()}x{self.replicas}", kind,
                                  cpu_model() if kind == "CPU" else
                                  tfb.list_devices()[1].model)
@@ -196,5 +257,7 @@ class DistributedTrainer(BaseTrainer):
 
 def make_trainer(config: TrainConfig, dataset: Dataset, strategy: str,
                  replicas: int | None = None) -> DistributedTrainer:
-    """A DistributedTrainer over a fresh strategy of kind ``strategy``."""
-    return DistributedTrainer(config, dataset, make_strategy(strategy, replicas), strategy)
+    """A DistributedTrainer over a strategy of kind ``strategy`` on ``config.device``'s
+    kind of device (a fresh mirrored one; the process's one multi-worker one)."""
+    return DistributedTrainer(config, dataset,
+                              make_strategy(strategy, replicas, config.device), strategy)
