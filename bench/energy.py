@@ -58,12 +58,21 @@ def rapl_domains(root: Path = POWERCAP) -> list[Path]:
     """The package-level RAPL domains (``intel-rapl:0``, ``intel-rapl:1``, ...).
 
     Sub-domains (``intel-rapl:0:0``, core, uncore, dram) are parts of a package and are
-    left out, so nothing is counted twice.
+    left out, so nothing is counted twice; so is ``psys`` (a top-level domain on some
+    Intel machines that covers the whole platform, packages included).
     """
     if not root.is_dir():
         return []
     return sorted(p for p in root.glob("intel-rapl:*")
-                  if p.name.count(":") == 1 and (p / "energy_uj").exists())
+                  if p.name.count(":") == 1 and (p / "energy_uj").exists()
+                  and _domain_name(p) != "psys")
+
+
+def _domain_name(folder: Path) -> str:
+    try:
+        return (folder / "name").read_text().strip()
+    except OSError:
+        return ""
 
 
 class EnergyMeter:

@@ -33,6 +33,15 @@ def test_rapl_sums_packages_and_folds_the_wrap_around(tmp_path):
     assert meter.read() == pytest.approx(1150e-6)  # no change, no energy
 
 
+def test_the_platform_domain_is_not_added_to_the_packages(tmp_path):
+    """psys covers the whole platform, packages included: adding it would count twice."""
+    _domain(tmp_path, "intel-rapl:0", 100)
+    (tmp_path / "intel-rapl:0" / "name").write_text("package-0\n")
+    platform = _domain(tmp_path, "intel-rapl:1", 500)
+    (platform / "name").write_text("psys\n")
+    assert [p.name for p in rapl_domains(tmp_path)] == ["intel-rapl:0"]
+
+
 def test_no_readable_counter_is_unavailable_never_zero(tmp_path):
     meter = EnergyMeter.for_device("cpu", powercap=tmp_path / "absent")
     assert meter.source == "unavailable" and meter.read() is None
