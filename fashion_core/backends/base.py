@@ -141,8 +141,9 @@ def best_matmul_gflops(make_product, sizes, repeats: int = 10,
     """A device's matmul rate in GFLOP/s: the fastest timed product over ``sizes``.
 
     ``make_product(size)`` returns a callable that multiplies two size x size matrices
-    (in whatever dtype is being calibrated) and reads a value of the result back to the
-    host, so each timed call waits for the device. Sizes are tried smallest first; each
+    (in whatever dtype is being calibrated) and waits for the result (reads a value of
+    it back to the host, or blocks until it is ready), so each timed call waits for the
+    device. Sizes are tried smallest first; each
     gets one warm-up call (trace, compile), then up to ``repeats`` timed calls, fewer
     where they would take more than ``budget_seconds`` for that size or run past
     ``total_seconds`` for the whole calibration (at least two timed calls a size).
