@@ -53,7 +53,8 @@ class Run:
 
     ``status``: complete, interrupted (Ctrl-C) or incomplete (recovered from the journal of
     a process that died). ``run_group``/``repeat``: the ``--bench-repeat`` group and "i/n".
-    ``commit_time``: when the measured commit was made (``commit_info``), else ``datetime``.
+    ``commit``: the id measured (``+``: with uncommitted changes); ``commit_time``: when it
+    was made (``commit_info``), else ``datetime``.
     """
 
     path: Path
@@ -152,7 +153,8 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
                machine.get("data") or schema.REAL_DATA,
                str(machine["run_group"]) if machine.get("run_group") else None,
                f"{repeat[0]}/{repeat[1]}" if isinstance(repeat, list) and len(repeat) == 2
-               else None, str(commit["id"]) if commit.get("id") else None,
+               else None, str(commit["id"]) + "+" * bool(commit.get("dirty"))
+               if commit.get("id") else None,
                _timestamp(commit.get("time")) or _timestamp(commit.get("author_time")) or when)
 
 

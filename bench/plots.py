@@ -205,3 +205,63 @@ def write_plots(frame: pd.DataFrame, out_dir: Path, log: WarningLog,
         write(path, buffer.getvalue())
         written.append(path)
     return written
+
+
+def history_plot_name(machine_id: str) -> str:
+    return f"history-{machine_id}.png"
+
+
+def _history_figure(figure_class, history: pd.DataFrame, steps: pd.DataFrame,
+                    machine_id: str):
+    """A panel per suite: each case's median run time per commit, the band from its
+    fastest to its slowest run, and a triangle where it stepped (up: slower)."""
+    machine = history[history["machine_id"] == machine_id]
+    suites = sorted(set(machine["suite"]), key=lambda s: order("suite", s))
+    commits = machine.drop_duplicates("position").sort_values("position")
+    figure = figure_class(figsize=(12, 1.5 + 3.2 * len(suites)), layout="constrained")
+    for axes, suite in zip(figure.subplots(len(suites), 1, squeeze=False)[:, 0], suites,
+                           strict=True):
+        for index, (case, series) in enumerate(machine[machine["suite"] == suite].groupby(
+                "case", sort=True)):
+            color = f"C{index % 10}"
+            axes.plot(series["position"], series["median"], marker="o", markersize=3,
+                      color=color, label=case, linewidth=1,
+                      linestyle=("-", "--", ":")[index // 10 % 3])  # ten colours, then dashes
+            axes.fill_between(series["position"], series["runs"].map(min),
+                              series["runs"].map(max), color=color, alpha=0.2, linewidth=0)
+            stepped = steps[(steps["machine_id"] == machine_id) & (steps["suite"] == suite)
+                            & (steps["case"] == case)]
+            for step in stepped.itertuples(index=False):
+                y = series.loc[series["position"] == step.position, "median"].iloc[0]
+                axes.plot([step.position], [y], marker="^" if step.ratio > 1 else "v",
+                          markersize=11, color=color, markeredgecolor="black")
+        axes.set_yscale("log")
+        axes.set_xticks(list(commits["position"]), list(commits["commit"]), rotation=30,
+                        ha="right", fontsize="small")
+        axes.set_ylabel("seconds per round (median run)")
+        axes.set_title(f"{suite}: time per round over commits")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="x-small", ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(f"{machine_id}: band = fastest to slowest run of a commit; "
+                    f"▲ / ▼ = the case stepped slower / faster there")
+    return figure
+
+
+def write_history_plots(history: pd.DataFrame, steps: pd.DataFrame, out_dir: Path,
+                        log: WarningLog, write: Callable[[Path, bytes], None]) -> list[Path]:
+    """One PNG per machine (:func:`history_plot_name`) into ``out_dir`` through ``write``."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+    except ImportError:
+        log.warn(out_dir, "matplotlib is not installed; history plots skipped")
+        return []
+    written = []
+    for machine_id in sorted(set(history["machine_id"])):
+        buffer = io.BytesIO()
+        _history_figure(Figure, history, steps, machine_id).savefig(buffer, format="png",
+                                                                    dpi=DPI)
+        written.append(out_dir / history_plot_name(machine_id))
+        write(written[-1], buffer.getvalue())
+    return written

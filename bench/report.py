@@ -27,9 +27,10 @@ from bench.compare import (
     run_gate,
     run_spread,
 )
+from bench.history import WINDOW, find_steps, history_frame, render_history
 from bench.journal import recover_orphans
 from bench.loader import ResultSet, WarningLog, load_results
-from bench.plots import write_plots
+from bench.plots import write_history_plots, write_plots
 from bench.selection import current_failures, select_runs, selection_phrase, spoiled_mask
 from bench.text import escape
 
@@ -77,7 +78,15 @@ decide it (pytest bench --benchmark-only --bench-repeat N makes N runs). Rows
 marked contended or concurrent are left out and listed. A case of OLD that NEW
 lacks or that failed in NEW fails the gate (--allow-missing allows it).
 
-Both modes first publish the journals of bench sessions that died under the
+History mode (--history [PATHS]) orders each machine's runs by the time of the
+commit they measured (commit_info), draws every case's time per round over the
+commits into history-<machine_id>.png (a panel per suite; a band from the
+fastest to the slowest run of a commit) and prints the commits where a case
+stepped slower or faster: the runs of up to {window} commits from a commit on
+against those of up to {window} commits before it, judged by the gate's rule
+(beyond --fail-slower and the run-to-run noise).
+
+All modes first publish the journals of bench sessions that died under the
 given paths as result files marked incomplete. Runs on synthetic data
 (--bench-data synthetic) are left out, with a note, unless --include-synthetic.
 
@@ -95,6 +104,7 @@ examples:
   python -m bench.report --compare baseline/ results/ --fail-slower 10%
   python -m bench.report --compare old.json new.json --fail-slower 0.05 --strict
   python -m bench.report --compare baseline/ results/ --allow-missing   # CI on a subset
+  python -m bench.report --history results/amd-epyc-2c --out /tmp/history --fail-slower 5%
 
 exit status:
  report mode:
@@ -108,6 +118,8 @@ exit status:
      a case is inconclusive
   2  OLD or NEW does not exist or holds no results, OLD and NEW share no
      machine id, a usage error, or warnings under --strict
+ history mode (--history):
+  0  history written (steps found or not); 2 as in report mode
 """
 
 
@@ -115,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
         description=DESCRIPTION.replace("{alpha}", f"{ALPHA:g}").replace(
-            "{overall}", f"{OVERALL_ALPHA:g}"),
+            "{overall}", f"{OVERALL_ALPHA:g}").replace("{window}", str(WINDOW)),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -162,9 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
              "unchanged or added, and exits 1 when any regressed, or a case of OLD is "
              "missing or failed in NEW. Example: --compare results/baseline results/new")
     parser.add_argument(
+        "--history", action="store_true",
+        help="history mode: order each machine's runs under PATHS by the time of the "
+             "commit they measured, draw each case's time per round over the commits "
+             "(history-<machine_id>.png in --out) and list the commits where a case "
+             "stepped slower or faster beyond --fail-slower and its run-to-run noise")
+    parser.add_argument(
         "--fail-slower", type=parse_threshold, metavar="THRESHOLD",
         help="with --compare: how much slower (median of the runs' median time per round) "
-             "counts as a regression, as a percentage or a fraction: 10%% or 0.1 "
+             "counts as a regression (with --history: how big a step counts), as a "
+             "percentage or a fraction: 10%% or 0.1 "
              f"(default: {DEFAULT_FAIL_SLOWER * 100:.0f}%%). Improvements use the same margin.")
     parser.add_argument(
         "--allow-missing", action="store_true",
@@ -304,19 +323,45 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     return EXIT_OK
 
 
+def make_history(paths: Sequence[str | Path], out_dir: Path, threshold: float,
+                 draw_plots: bool, log: WarningLog, include_synthetic: bool = False) -> int:
+    """History mode: print the commits and steps of each machine, draw its history."""
+    recover_journals(paths)
+    history = history_frame(load_results(paths, log, include_synthetic))
+    if history.empty:
+        print("no results to draw a history of; nothing written", file=sys.stderr)
+        return EXIT_OK
+    steps = find_steps(history, threshold)
+    print(render_history(history, steps, threshold), end="")
+    try:
+        written = write_history_plots(history, steps, out_dir, log, write_atomic) \
+            if draw_plots else []
+    except OSError as error:
+        print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_STRICT
+    if written:
+        print("wrote " + ", ".join(str(path) for path in written))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.compare and args.paths:
         parser.error("PATHS cannot be combined with --compare; give the two sides as OLD NEW")
-    if args.fail_slower is not None and not args.compare:
-        parser.error("--fail-slower only applies with --compare OLD NEW")
+    if args.compare and args.history:
+        parser.error("--history reads PATHS; it cannot be combined with --compare")
+    if args.fail_slower is not None and not (args.compare or args.history):
+        parser.error("--fail-slower only applies with --compare OLD NEW or --history")
     if args.allow_missing and not args.compare:
         parser.error("--allow-missing only applies with --compare OLD NEW")
     log = WarningLog()
-    if args.compare:
-        threshold = DEFAULT_FAIL_SLOWER if args.fail_slower is None else args.fail_slower
+    threshold = DEFAULT_FAIL_SLOWER if args.fail_slower is None else args.fail_slower
+    if args.history:
+        status = make_history(args.paths or [DEFAULT_RESULTS], args.out, threshold,
+                              not args.no_plots, log, args.include_synthetic)
+    elif args.compare:
         recover_journals(args.compare)
         text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
                                 allow_missing=args.allow_missing, strict=args.strict,

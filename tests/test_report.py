@@ -1065,3 +1065,81 @@ def test_relative_to_and_its_old_name_baseline_agree(tmp_path, capsys):
     assert outputs[0] == outputs[1].replace(str(tmp_path / "--baseline"),
                                             str(tmp_path / "--relative-to"))
     assert f"Speedups are relative to `{INTEL}/gpu:0`" in outputs[0]
+
+
+# --------------------------------------------------------------------------- history
+
+STEPPED = "mlp-cpu-b1024-fp32-xla"
+HISTORY_CASES = {"mlp-cpu-b128-fp32-xla": 0.8, STEPPED: 0.3, "cnn-cpu-b128-fp32-noxla": 2.0}
+
+
+def _history_files(folder: Path, step_at: int | None, commits: int = 8, runs: int = 3,
+                   run_noise: float = 0.05, seed: int = 11) -> Path:
+    """``runs`` runs at each of ``commits`` commits; from commit ``step_at`` on, STEPPED
+    takes 1.3 times as long. Older commits were measured last (the run times run
+    backwards), so only the commit times put the runs in order."""
+    rng = np.random.default_rng(seed)
+    for commit in range(commits):
+        for run in range(runs):
+            benchmarks = []
+            for case, seconds in HISTORY_CASES.items():
+                level = seconds * np.exp(rng.normal(0.0, run_noise))
+                if case == STEPPED and step_at is not None and commit >= step_at:
+                    level *= 1.3
+                benchmarks.append(make_fixtures.make_benchmark(
+                    extra(AMD, case), [float(x) for x in level * np.exp(rng.normal(0, 0.01, 5))]))
+            index = (commits - commit) * runs + run
+            path = write_run(folder, AMD, f"2026-12-{1 + index // 24:02d}T{index % 24:02d}:00:00"
+                             f"+00:00", benchmarks, name=f"{index:04d}_run.json")
+            document = json.loads(path.read_text())
+            document["commit_info"].update(id=f"c{commit:06d}".ljust(40, "0"),
+                                           time=f"2026-11-{10 + commit}T12:00:00+00:00")
+            path.write_text(json.dumps(document))
+    return folder
+
+
+def test_history_finds_a_30_percent_step_at_its_commit(tmp_path):
+    from bench.history import find_steps, history_frame
+
+    history = history_frame(load_results([_history_files(tmp_path, step_at=5)], WarningLog()))
+    assert list(history.drop_duplicates("position")["commit"]) == [
+        f"c{commit:06d}" for commit in range(8)]  # commit time order, not run time order
+    steps = find_steps(history, threshold=0.10)
+    assert len(steps) == 1, steps
+    [step] = steps.to_dict("records")
+    assert (step["case"], step["commit"], step["runs_before"], step["runs_after"]) == (
+        STEPPED, "c000005", 9, 9)
+    assert step["ratio"] == pytest.approx(1.3, rel=0.1) and step["p_value"] < step["p_needed"]
+
+
+def test_history_of_flat_noisy_runs_finds_no_step(tmp_path):
+    from bench.history import find_steps, history_frame
+
+    for seed in range(3):
+        folder = _history_files(tmp_path / str(seed), step_at=None, run_noise=0.10, seed=seed)
+        history = history_frame(load_results([folder], WarningLog()))
+        spreads = history["runs"].map(lambda runs: max(runs) / min(runs) - 1)
+        assert spreads.median() > 0.1  # runs of one commit differ by 10% and more
+        assert find_steps(history, threshold=0.10).empty
+
+
+def test_history_command_prints_the_steps_and_draws_a_panel_per_suite(tmp_path, capsys):
+    folder = _history_files(tmp_path / "in", step_at=5)
+    code, out, err = run_cli(capsys, "--history", folder, "--out", tmp_path / "out")
+    assert code == 0 and warning_lines(err) == []
+    assert "over 8 commits in commit time order: c000000 (2026-11-10 12:00)" in out
+    row = _cell_row(out, AMD, "train", STEPPED)
+    assert row[3:6] == ["c000005", "2026-11-15 12:00", "slower"] and row[-1] == "9/9"
+    png = tmp_path / "out" / f"history-{AMD}.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"wrote {png}" in out
+
+
+def test_history_over_one_commit_draws_and_finds_no_step(tmp_path, capsys):
+    """The stored fixtures are runs of one commit: nothing to compare, still a plot."""
+    code, out, err = run_cli(capsys, "--history", RESULTS, "--out", tmp_path)
+    assert code == 0 and "No step found" in out and "over 1 commit " in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"history-{AMD}.png",
+                                                         f"history-{INTEL}.png"]
+    with pytest.raises(SystemExit) as exit_info:  # a history reads PATHS, not two sides
+        main(["--history", "--compare", str(RESULTS), str(RESULTS)])
+    assert exit_info.value.code == 2
