@@ -171,13 +171,14 @@ def file_problem(document: object) -> str | None:
                 "fashion_bench block); skipped")
     if not isinstance(machine, dict):
         return "older/unknown schema (machine_info.fashion_bench is not an object); skipped"
-    schema, readable = machine.get("schema"), \
+    version, readable = machine.get("schema"), \
         f"this report reads schemas {READABLE_SCHEMAS[0]}-{READABLE_SCHEMAS[-1]}"
-    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA:
-        return (f"newer schema {schema} ({readable}): written by a newer fashion-bench; "
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA:
+        return (f"newer schema {version} ({readable}): written by a newer fashion-bench; "
                 f"update this checkout (git pull, or pip install -U) to read it; skipped")
-    if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
-        return f"older/unknown schema (fashion_bench.schema is {schema!r}; {readable}); skipped"
+    if isinstance(version, bool) or version not in READABLE_SCHEMAS:
+        return (f"older/unknown schema (fashion_bench.schema is {version!r}; {readable}); "
+                f"skipped")
     machine_id = machine.get("machine_id")
     missing = [] if "machine_id" in machine else ["fashion_bench.machine_id"]
     if "machine_id" in machine and not (isinstance(machine_id, str) and machine_id.strip()
@@ -207,4 +208,5 @@ def check_row(extra: dict) -> None:
         kind, required = COLUMN_TYPES.get(name, (object, False))
         value = value.item() if hasattr(value, "item") else value
         if not (value is None and not required) and not _fits(value, kind):
-            raise ValueError(f"row field {name!r} = {value!r} is not a {kind.__name__}")
+            raise ValueError(f"row field {name!r} = {value!r} is not of type {kind.__name__} "
+                             f"(bench/schema.py, Row)")

@@ -1032,9 +1032,9 @@ def test_record_refuses_a_field_of_the_wrong_type():
     benchmark = SimpleNamespace(extra_info={})
     record(benchmark, case, samples_per_second=np.float64(1000.0), steps_per_round=40)
     assert benchmark.extra_info["compute_dtype"] == "float32"
-    with pytest.raises(ValueError, match="'steps_per_round' = 40.5 is not a int"):
+    with pytest.raises(ValueError, match="'steps_per_round' = 40.5 is not of type int"):
         record(SimpleNamespace(extra_info={}), case, steps_per_round=40.5)
-    with pytest.raises(ValueError, match="'reached' = 'yes' is not a bool"):
+    with pytest.raises(ValueError, match="'reached' = 'yes' is not of type bool"):
         record(SimpleNamespace(extra_info={}), case, reached="yes")
 
 
