@@ -2,9 +2,11 @@
 
 Report mode reads result files (``results/`` by default), prints the comparison
 tables and writes REPORT.md, report.csv and three PNG plots. Gate mode
-(``--compare OLD NEW``) compares two sets of runs and exits 1 on a regression.
-Both first publish the journals of bench sessions that died under the paths they read
-(:func:`bench.journal.recover_orphans`), so a killed run is reported, marked incomplete.
+(``--compare OLD NEW``) compares two sets of runs and exits 1 on a regression. History
+mode (``--history``, :mod:`bench.history`) draws each case over commits and lists the
+commits where one stepped. All first publish the journals of bench sessions that died
+under the paths they read (:func:`bench.journal.recover_orphans`), so a killed run is
+reported, marked incomplete.
 See ``python -m bench.report --help``.
 """
 
