@@ -121,7 +121,17 @@ def train(config: TrainConfig, dataset: Dataset, *, trainer=None, chunks: int = 
     first reaches it; ``stop_at_target`` ends training there (time-to-accuracy runs).
     """
     start = time.perf_counter()
-    trainer = trainer or make_trainer(config, dataset)
+    if trainer is not None:
+        return _train(config, dataset, trainer, start, chunks, progress, on_epoch,
+                      target_accuracy, stop_at_target, evaluate)
+    # A trainer made here is released here: nothing else can reach it afterwards.
+    with make_trainer(config, dataset) as own:
+        return _train(config, dataset, own, start, chunks, progress, on_epoch,
+                      target_accuracy, stop_at_target, evaluate)
+
+
+def _train(config, dataset, trainer, start, chunks, progress, on_epoch, target_accuracy,
+           stop_at_target, evaluate) -> TrainResult:
     compile_seconds = trainer.compile()
     rng = np.random.default_rng(config.seed)
     epochs: list[EpochResult] = []

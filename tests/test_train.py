@@ -193,3 +193,24 @@ def test_padding_whose_loss_is_infinite_changes_nothing(tiny, monkeypatch):
     dataset = data.Dataset(images, tiny.y_train, tiny.x_test, tiny.y_test, "synthetic")
     padded, alone = _last_step_and_alone(dataset, monkeypatch, kernel_row0=3e38)
     _assert_same_step(padded, alone)
+
+
+def test_train_releases_the_trainer_it_made(tiny, monkeypatch):
+    """A run that built its own trainer closes it; one handed a trainer leaves it open."""
+    made = []
+    real = train.make_trainer
+
+    def recording(config, dataset):
+        made.append(real(config, dataset))
+        return made[-1]
+
+    monkeypatch.setattr(train, "make_trainer", recording)
+    result = train.train(tiny_config(epochs=1), tiny)
+    assert result.epochs and result.device == made[0].device.name  # kept when closed
+    assert result.data_source == "synthetic"
+    with pytest.raises(AttributeError, match="was closed"):
+        made[0].run_steps(0, 1)
+    mine = real(tiny_config(epochs=1), tiny)
+    train.train(mine.config, tiny, trainer=mine)
+    mine.set_order(np.arange(mine.n_train))
+    assert mine.run_steps(0, 1).samples == 64  # still usable
