@@ -114,8 +114,11 @@ def apply_outside_replica(optimizer, grads, variables) -> None:
     trainer when it is dropped.
     """
     replica = tf.distribute.get_replica_context()
-    if replica is None or tf.distribute.has_strategy():
-        optimizer.apply(grads, variables)  # already cross-replica, or a real strategy
+    if (replica is None or tf.distribute.has_strategy()
+            or isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+        # Already cross-replica, or a real strategy; Keras's loss-scale optimizer
+        # refuses the cross-replica context (float16 keeps the registry entry).
+        optimizer.apply(grads, variables)
         return
     replica.merge_call(lambda strategy: optimizer.apply(grads, variables))
 
