@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from bench.conftest import BACKEND
-from bench.measure import check_finite_and_falling, median_seconds, record
+from bench.measure import check_finite_and_falling, median_seconds, record, timed_rounds
 
 SUITE = "scaling"
 
 
-def test_scaling_epoch(benchmark, case, dataset):
+def test_scaling_epoch(benchmark, case, dataset, bench_state):
     if BACKEND != "tensorflow":
         pytest.skip("tf.distribute is TensorFlow's")
     from fashion_core import distributed
@@ -31,25 +31,26 @@ def test_scaling_epoch(benchmark, case, dataset):
     except distributed.OnePerProcess as error:
         pytest.skip(str(error))  # the other device's multi-worker case ran in this process
     try:
-        _run(benchmark, case, trainer)
+        _run(benchmark, case, trainer, bench_state)
     finally:
         trainer.close()  # the next case must not inherit its memory
 
 
-def _run(benchmark, case, trainer):
+def _run(benchmark, case, trainer, bench_state):
     compile_seconds = trainer.compile()
     rng = np.random.default_rng(0)
     rounds = []
 
-    benchmark.pedantic(
-        lambda: rounds.append(trainer.run_steps(0, trainer.steps_per_epoch)),
-        setup=lambda: trainer.set_order(rng.permutation(trainer.n_train)),
-        rounds=case.rounds, warmup_rounds=1)
+    timed_rounds(benchmark, bench_state, case.device,
+                 lambda: rounds.append(trainer.run_steps(0, trainer.steps_per_epoch)),
+                 setup=lambda: trainer.set_order(rng.permutation(trainer.n_train)),
+                 rounds=case.rounds, warmup_rounds=1)
     assert all(s.bad_step < 0 for s in rounds), "a step produced a NaN/inf loss"
     losses = [s.loss_sum / s.samples for s in rounds]
     check_finite_and_falling(losses, case.id)
     seconds = median_seconds(benchmark)
-    record(benchmark, case, trainer, samples_per_second=trainer.samples_per_epoch / seconds,
+    record(benchmark, case, trainer, state=bench_state, energy_seconds=seconds,
+           samples_per_second=trainer.samples_per_epoch / seconds,
            seconds_per_epoch=seconds, per_replica_batch=case.batch_size,
            global_batch=trainer.global_batch, test_accuracy=trainer.evaluate(),
            epochs=case.rounds + 1, compile_seconds=compile_seconds,
