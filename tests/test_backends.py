@@ -474,6 +474,28 @@ def test_jax_window_peak_reads_a_figure_whatever_the_process_peak_did():
 
 
 @only["jax"]
+def test_the_last_op_by_op_jax_trainer_takes_the_compiled_operations_with_it(tiny):
+    """JAX keeps every single operation it compiled for a jit=False trainer; the last
+    such trainer to close drops them (70-150 MB each on a CPU, never reused)."""
+    from jax._src import dispatch
+
+    from fashion_core import train
+    from fashion_core.config import TrainConfig
+
+    cache = dispatch.xla_primitive_callable
+    first, second = (train.make_trainer(TrainConfig(batch_size=b, jit=False), tiny)
+                     for b in (64, 100))
+    for trainer in (first, second):
+        trainer.set_order(np.arange(trainer.n_train))
+        trainer.run_steps(0, 1)
+    assert cache.cache_info().currsize > 0
+    first.close()
+    assert cache.cache_info().currsize > 0  # the second still runs op by op
+    second.close()
+    assert cache.cache_info().currsize == 0
+
+
+@only["jax"]
 @needs_gpu
 def test_jax_does_not_take_the_gpu_at_start():
     import jax
