@@ -213,7 +213,7 @@ def test_the_scaling_suite_runs_each_case_on_its_own_device(monkeypatch, tiny):
     monkeypatch.setattr(distributed, "make_trainer", make_trainer)
     case = Case("scaling", "mlp", "cpu", 128, xla=False, replicas=2, strategy="mirrored")
     with pytest.raises(pytest.skip.Exception, match="stop here"):
-        test_scaling.test_scaling_epoch(None, case, tiny)
+        test_scaling.test_scaling_epoch(benchmark=None, case=case, dataset=tiny, bench_state=None)
     assert seen == [("cpu", "mirrored", 2)]
 
 
