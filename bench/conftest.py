@@ -131,6 +131,7 @@ class BenchState:
         self.wanted_devices: list[str] | None = None  # --bench-device, resolved
         self.worker_failures: list[dict] = []  # --bench-isolate workers that died
         self.isolating = False  # this process runs its cases in --bench-isolate workers
+        self.rss_window: tuple[int, str] | None = None  # (RSS at case start, peak scope)
         self.notes: list[str] = []  # said in the terminal summary
         self._backend = None
         self._meters: dict = {}
@@ -303,12 +304,10 @@ def pytest_configure(config):
         cases = matrix.build_matrix(config.option.bench_matrix, ["cpu"], BACKEND)
         most = max((c.replicas or 1 for c in cases if c.suite == "scaling"), default=1)
         if most > 1 and _tf_config() is None:
-            import tensorflow as tf
+            # Also on a GPU host: the cpu-...-rN cases run on logical CPU devices there too.
+            from fashion_core.distributed import ensure_logical_cpus
 
-            if not tf.config.list_physical_devices("GPU"):
-                from fashion_core.distributed import ensure_logical_cpus
-
-                ensure_logical_cpus(most)
+            ensure_logical_cpus(most)
     _check_devices(config, state)
     if not _timing(config):
         return
@@ -520,7 +519,7 @@ def dataset(request):
 
 
 @pytest.fixture(scope="session")
-def trainer_for(dataset):
+def trainer_for(dataset):  # a generator fixture: closes the trainers it kept at the end
     """Build (and compile) a Trainer for a case; the last few are kept for reuse."""
     from fashion_core.config import TrainConfig
     from fashion_core.train import make_trainer
@@ -534,12 +533,14 @@ def trainer_for(dataset):
             return make_trainer(config, dataset)
         if config not in cache:
             while len(cache) >= 3:  # bound the memory held by idle trainers
-                cache.popitem(last=False)
+                cache.popitem(last=False)[1].close()  # released now, not when gc runs
             cache[config] = make_trainer(config, dataset)
         cache.move_to_end(config)
         return cache[config]
 
-    return get
+    yield get
+    for trainer in cache.values():
+        trainer.close()
 
 
 #: Epochs a model for inference/latency may train to reach its accuracy bar.
@@ -567,6 +568,14 @@ def trained_for(trainer_for, dataset):
         return trainer
 
     return get
+
+
+def pytest_runtest_setup(item):
+    """Each case's host-memory peak counts that case only (see measure.reset_peak_rss)."""
+    if getattr(item, "callspec", None) and "case" in item.callspec.params:
+        from bench.measure import reset_peak_rss
+
+        _state(item.config).rss_window = reset_peak_rss()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -639,7 +648,9 @@ def _save(config, state: BenchState, exitstatus) -> None:
     if cluster and cluster.get("task", {}).get("index", 0) != 0:
         return  # in a multi-worker run only the chief (worker 0) writes the result file
     failed = {f["fullname"] for f in state.failures}
-    benchmarks = [b for b in bs.benchmarks if b and b.fullname not in failed]
+    # A case cut short (Ctrl-C mid-case) has timings but no recorded row: not a result.
+    benchmarks = [b for b in bs.benchmarks if b and b.fullname not in failed
+                  and b.extra_info.get("status") == "ok"]
     workers = _worker_results(state)
     failures = state.failures + workers["fashion_bench_failures"] + state.worker_failures
     if not benchmarks and not workers["benchmarks"] and not failures:

@@ -136,6 +136,9 @@ def foreign_gpu_processes(device: str, *, module=None, environ=None) -> int | No
     """How many processes other than this one NVML lists on ``device`` (a GPU).
 
     Compute and graphics processes both count. None for a CPU, or where NVML is missing.
+    Call it while this process uses the GPU. In a container NVML lists processes by the
+    host's pids, so this process's own pid is not among them: it is then taken to be one
+    of the listed, and the count is one less.
     """
     index = _gpu_index(device)
     if index is None:
@@ -151,4 +154,6 @@ def foreign_gpu_processes(device: str, *, module=None, environ=None) -> int | No
             pids |= {p.pid for p in getattr(library, query)(handle)}
         except Exception:  # noqa: BLE001 - not supported on this GPU or driver
             continue
-    return len(pids - {os.getpid()})
+    if os.getpid() in pids:
+        return len(pids) - 1
+    return max(0, len(pids) - 1)  # another pid namespace: one of them is this process

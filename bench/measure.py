@@ -29,8 +29,23 @@ from bench import schema
 MIN_WINDOW_SECONDS = 0.5
 
 
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (VmHWM, VmRSS) in bytes, where there is one."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
-    """The process's peak resident memory so far (psutil where it reports a peak)."""
+    """The process's peak resident memory since the last :func:`reset_peak_rss`."""
+    peak = _status_bytes("VmHWM")
+    if peak:
+        return peak
     info = psutil.Process().memory_info()
     peak = getattr(info, "peak_wset", None)  # Windows
     if peak:
@@ -38,6 +53,23 @@ def peak_rss_bytes() -> int:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is kilobytes on Linux, bytes on macOS; never below the current RSS.
     return int(max(info.rss, maxrss if sys.platform == "darwin" else maxrss * 1024))
+
+
+def reset_peak_rss() -> tuple[int, str]:
+    """Start a new host-memory window: return (RSS now, scope of the coming peak).
+
+    Linux resets the peak (VmHWM) when "5" is written to ``/proc/self/clear_refs``:
+    the scope is then "window", the peak this case's own. Where that is refused the
+    scope is "process" (the peak may be an earlier case's) and the baseline beside it
+    says how much was held before the case began.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        scope = "window"
+    except OSError:
+        scope = "process"
+    return int(psutil.Process().memory_info().rss), scope
 
 
 def usable_cpus() -> list[int]:
@@ -221,7 +253,10 @@ def record(benchmark, case, trainer=None, *, state=None,
     if trainer is not None:
         info["device_kind"] = trainer.device.kind
         info["device_name"] = trainer.device.model
-        info["device_peak_bytes"] = trainer.device_peak_bytes()
+        memory = trainer.device_memory()
+        info["device_peak_bytes"] = memory.peak_bytes
+        info["device_baseline_bytes"] = memory.baseline_bytes
+        info["device_peak_scope"] = memory.scope
     info.update(figures)
     if state is not None:
         info["concurrent"] = state.concurrent
@@ -235,6 +270,8 @@ def record(benchmark, case, trainer=None, *, state=None,
     rate = info.get("samples_per_second")
     info["samples_per_joule"] = rate / watts if watts and rate else None
     info["peak_rss_bytes"] = peak_rss_bytes()
+    if state is not None and state.rss_window:
+        info["rss_baseline_bytes"], info["rss_peak_scope"] = state.rss_window
     info["status"] = "ok"
     schema.check_row(info)  # every field declared in the one row schema, with its type
 

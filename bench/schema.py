@@ -64,7 +64,11 @@ class Row:
     device_kind: str | None = None  # CPU, GPU (absent: from the device)
     device_name: str | None = None
     device_peak_bytes: int | None = None
+    device_baseline_bytes: int | None = None  # held on the device when the case began
+    device_peak_scope: str | None = None  # window (this case's own peak) or process
     peak_rss_bytes: int | None = None
+    rss_baseline_bytes: int | None = None  # host RSS when the case began
+    rss_peak_scope: str | None = None  # window (peak reset at case start) or process
     # What else ran meanwhile (schema 2).
     contention: float | None = None  # worst share of the usable cores others took, 0..1
     contended: bool | None = None  # contention above the threshold, or others on the GPU

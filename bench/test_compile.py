@@ -23,3 +23,5 @@ def test_compile_time(benchmark, case, trainer_for, bench_state):
     assert all(t.compile_seconds and t.compile_seconds > 0 for t in trainers)
     record(benchmark, case, trainers[-1], state=bench_state,
            compile_seconds=median_seconds(benchmark))
+    for trainer in trainers:
+        trainer.close()  # fresh trainers are this case's alone

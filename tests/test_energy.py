@@ -91,6 +91,10 @@ def test_foreign_gpu_processes_leave_this_process_out():
     fake = FakeNvml(pids=[os.getpid(), 4242, 4343])
     assert foreign_gpu_processes("gpu:0", module=fake, environ={}) == 2
     assert foreign_gpu_processes("cpu", module=fake, environ={}) is None
+    # In a container NVML shows host pids: ours is one of them, under another number.
+    assert foreign_gpu_processes("gpu:0", module=FakeNvml(pids=[7001]), environ={}) == 0
+    assert foreign_gpu_processes("gpu:0", module=FakeNvml(pids=[7001, 7002]),
+                                 environ={}) == 1
 
 
 def _has_nvidia_gpu() -> bool:
