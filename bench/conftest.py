@@ -73,7 +73,8 @@ def pytest_addoption(parser):
                     help="run each group of cases (one model, device and precision) in a "
                          "worker process of its own, so no case inherits another's memory "
                          "or crashes the rest; results still land in one result file. Costs "
-                         "a framework start and a calibration per group (docs/report.md)")
+                         "a framework start and a calibration per group (README, \"Bounded "
+                         "memory\")")
     group.addoption("--bench-max-contention", type=_fraction, default=0.10, metavar="SHARE",
                     help="mark a row 'contended' when other processes took more than this "
                          "share of the usable cores during a timed round, e.g. 10%% or 0.1 "
@@ -650,7 +651,7 @@ def _save(config, state: BenchState, exitstatus) -> None:
     failed = {f["fullname"] for f in state.failures}
     # A case cut short (Ctrl-C mid-case) has timings but no recorded row: not a result.
     benchmarks = [b for b in bs.benchmarks if b and b.fullname not in failed
-                  and b.extra_info.get("status") == "ok"]
+                  and (not (b.params or {}).get("case") or b.extra_info.get("status") == "ok")]
     workers = _worker_results(state)
     failures = state.failures + workers["fashion_bench_failures"] + state.worker_failures
     if not benchmarks and not workers["benchmarks"] and not failures:
