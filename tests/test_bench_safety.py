@@ -191,14 +191,20 @@ def test_dies(benchmark, case):
 """
 
 
-@pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
-def test_a_killed_run_keeps_every_finished_case(tmp_path):
-    """kill -9 after the first case: the next report finds it in a file marked incomplete."""
+def _suite(tmp_path: Path, **modules: str) -> Path:
+    """A folder of bench suites using the harness's conftest: {module name: source}."""
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "conftest.py").write_text((ROOT / "bench" / "conftest.py").read_text())
-    (suite / "test_a_train.py").write_text(TRAIN_SUITE)
-    (suite / "test_b_dies.py").write_text(SUITE_THAT_DIES)
+    for name, source in modules.items():
+        (suite / f"{name}.py").write_text(source)
+    return suite
+
+
+@pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
+def test_a_killed_run_keeps_every_finished_case(tmp_path):
+    """kill -9 after the first case: the next report finds it in a file marked incomplete."""
+    suite = _suite(tmp_path, test_a_train=TRAIN_SUITE, test_b_dies=SUITE_THAT_DIES)
     results = tmp_path / "results"
     proc = _run_bench([str(suite), "--benchmark-only", "--bench-matrix", "tiny",
                        "--bench-device", "cpu", "--bench-results", str(results)], tmp_path)
@@ -285,10 +291,7 @@ def test_step(benchmark, case, bench_state):
 
 @pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
 def test_isolated_groups_run_in_workers_and_a_dying_worker_takes_only_its_group(tmp_path):
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    (suite / "conftest.py").write_text((ROOT / "bench" / "conftest.py").read_text())
-    (suite / "test_isolated.py").write_text(ISOLATED_SUITE)
+    suite = _suite(tmp_path, test_isolated=ISOLATED_SUITE)
     results = tmp_path / "results"
     proc = _run_bench([str(suite), "--benchmark-only", "--bench-matrix", "quick",
                        "--bench-device", "cpu", "--bench-model", "mlp", "--bench-batch", "128",
