@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.compare import parse_threshold
+
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
 # The quick matrix's train and inference suites: about a minute a run on 2 cores, so
 # five pairs (ten runs) take about ten minutes.
@@ -67,12 +69,6 @@ def resolve(revision: str, repo: Path) -> str:
         raise ValueError(f"unknown revision {revision!r}: not a branch, tag or commit of "
                          f"{repo}")
     return found.stdout.strip()
-
-
-def parse_threshold(text: str) -> float:
-    from bench.compare import parse_threshold as parse
-
-    return parse(text)
 
 
 def t_quantile(confidence: float, df: int) -> float:
