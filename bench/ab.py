@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base", metavar="BASE", help="git revision: branch, tag or hash")
     parser.add_argument("head", metavar="HEAD", help="git revision to compare with BASE")
     parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
-                        help="case selection for pytest (after --), default: "
-                             + " ".join(DEFAULT_SELECTION))
+                        help="case selection for pytest, after -- (default: "
+                             + " ".join(DEFAULT_SELECTION) + ")")
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, metavar="N",
                         help=f"BASE/HEAD pairs to run (default: {DEFAULT_PAIRS}; at least 2 "
                              f"for an interval)")
@@ -224,7 +224,19 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: ab/<BASE>-<HEAD>-<time>)")
     parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR",
                         help="the git repository (default: the current folder)")
-    args = parser.parse_args(argv)
+    # Everything after "--" goes to pytest as it is. argparse alone cannot do this: its
+    # "*" positional is filled (empty) together with BASE and HEAD, and "-k" would then
+    # be read as an unknown option of ours.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passed = argv[:cut], argv[cut + 1:]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (pytest's options go "
+                     f"after --, e.g. python -m bench.ab main HEAD -- -k mlp)")
+    args.pytest_args = [*args.pytest_args, *passed]
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
     repo = args.repo.resolve()

@@ -91,3 +91,25 @@ def test_bad_pairs_are_refused(pairs):
     with pytest.raises(SystemExit) as exit_info:
         ab.main(["HEAD", "HEAD", "--pairs", pairs])
     assert exit_info.value.code == 2
+
+
+def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_pairs(base, head, pairs):
+        seen.update(base=base.pytest_args, head=head.pytest_args, pairs=pairs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ab, "run_pairs", fake_pairs)
+    code = ab.main(["HEAD", "HEAD", "--pairs", "3", "--repo", str(ROOT), "--out",
+                    str(tmp_path / "out"), "--", "-k", "mlp and b128", "--bench-matrix",
+                    "ci"])
+    assert code == 2 and "stop here" in capsys.readouterr().err
+    assert seen == {"base": ["-k", "mlp and b128", "--bench-matrix", "ci"],
+                    "head": ["-k", "mlp and b128", "--bench-matrix", "ci"], "pairs": 3}
+
+
+def test_pytest_options_without_double_dash_are_refused_with_the_fix():
+    with pytest.raises(SystemExit) as exit_info:
+        ab.main(["HEAD", "HEAD", "-k", "mlp"])
+    assert exit_info.value.code == 2
