@@ -1,19 +1,23 @@
 """Fair verdicts on a change: interleaved A/B runs of two git revisions.
 
-``python -m bench.ab BASE HEAD [PYTEST ARGS...]`` checks BASE and HEAD out into worktrees
-of their own (the working tree is left untouched), then runs the selected benchmark
-cases alternately, BASE, HEAD, BASE, HEAD, ... for ``--pairs`` pairs, each run its own
-process with its own result file under ``--out``. The verdict per case comes from the
-pairs: the ratio HEAD/BASE of each pair's run medians, their geometric mean and a
-confidence interval (Student's t on the log ratios).
+``python -m bench.ab BASE HEAD [-- PYTEST ARGS...]`` checks BASE and HEAD out into
+worktrees of their own (the working tree is left untouched), then makes ``--pairs`` pairs
+of runs of the selected benchmark cases, each run its own process with its own result
+file under ``--out``. In a pair the BASE and the HEAD session start together and take
+turns round by round (bench.turns): one timed round of BASE, one of HEAD, and so on, only
+one of them ever running. The verdict per case comes from the pairs: the ratio HEAD/BASE
+of each pair's run medians, their geometric mean and a confidence interval (Student's t
+on the log ratios); an "(all cases)" row does the same with each pair's geometric mean
+over its cases.
 
-Why pairs: the noise that matters is between runs (load, thermal state, what else the
-machine does drifts over minutes), not between rounds of one run. Two runs made back
-to back see nearly the same machine; alternating sides spreads any slow drift over both
-equally, and the spread of the per-pair ratios measures the noise that is left. What
-it cannot see: noise faster than a run (it stays inside each run's median), a change
-that only shows after hours (caches, thermal throttling), and effects of the order of
-the sides within a pair (BASE always runs first).
+Why pairs, and why turns: the noise that matters is between runs, not between rounds of
+one run. On a shared machine what the other tenants do drifts over seconds to minutes;
+rounds of the two revisions a second apart see nearly the same machine, so the drift
+falls on both sides alike, and the spread of the per-pair ratios measures the noise
+that is left (a process's own luck: memory placement, thread timing). What it cannot see:
+noise faster than a round, a change that only shows after hours (caches, thermal
+throttling), effects of one session on the other's caches while it sleeps, and an
+order effect within a turn (BASE always moves first).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import time
 from pathlib import Path
 
 from bench.compare import parse_threshold
+from bench.lock import LockBusy, MachineLock
+from bench.turns import ENV_FOLDER, ENV_SIDE, Turns
 
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
 # The quick matrix's train and inference suites: about a minute a run on 2 cores, so
@@ -39,6 +45,8 @@ DEFAULT_PAIRS = 5
 CONFIDENCE = 0.99
 #: Runs with contended rows are made again, at most this many times per pair and side.
 MAX_REDO = 2
+#: How long to wait for another bench session to give the machine up.
+LOCK_TIMEOUT = 600.0
 
 EPILOG = f"""\
 examples:
@@ -46,14 +54,18 @@ examples:
   python -m bench.ab v1.2 my-branch --pairs 8 -- -k "mlp and b128"
   python -m bench.ab HEAD~1 HEAD --fail-slower 5% --out ab-results
 
+a pair: a BASE and a HEAD session started together, taking turns round by round
+(only one ever runs), each writing its own result file.
+
 verdict per case: HEAD/BASE time ratio (geometric mean over the pairs) with a
 {CONFIDENCE:.0%} confidence interval. "slower" when the ratio is above 1 + threshold and the
 whole interval lies above 1; "faster" symmetrically; otherwise "no change detected".
-Rows marked contended are left out (their run is made again, up to {MAX_REDO} times).
+"(all cases)": the same over each pair's geometric mean of its cases. Rows marked
+contended are left out (their pair is made again, up to {MAX_REDO} times).
 
 exit status:
   0  no case slower
-  1  at least one case slower than --fail-slower
+  1  at least one case (or all cases together) slower than --fail-slower
   2  misuse: an unknown revision, bad options, a run that could not be made
 """
 
@@ -127,18 +139,68 @@ class Runner:
     def __init__(self, worktree: Path, out: Path, pytest_args: list[str]) -> None:
         self.worktree, self.out, self.pytest_args = worktree, out, pytest_args
 
-    def run(self) -> Path | None:
-        before = set(self.out.rglob("*.json"))
+    def start(self, turns: Path | None = None, side: str = "") -> subprocess.Popen:
+        """Start the side's pytest session; with ``turns``, as ``side`` of a turn folder."""
+        self.before = set(self.out.rglob("*.json"))
         env = dict(os.environ, PYTHONPATH=str(self.worktree))
-        code = subprocess.call(
+        if turns is not None:
+            env.update({ENV_FOLDER: str(turns), ENV_SIDE: side})
+        return subprocess.Popen(
             [sys.executable, "-m", "pytest", "bench", "--benchmark-only", "-p",
              "no:cacheprovider", "-q", "--bench-results", str(self.out), *self.pytest_args],
             cwd=self.worktree, env=env, stdout=subprocess.DEVNULL)
-        found = _newest(self.out, before)
+
+    def result(self, code: int) -> Path | None:
+        found = _newest(self.out, self.before)
         if found is None:
             print(f"bench.ab: a run in {self.worktree} wrote no result file (exit {code})",
                   file=sys.stderr)
         return found
+
+    def run(self) -> Path | None:
+        return self.result(self.start().wait())
+
+
+def run_together(base: Runner, head: Runner, folder: Path) -> tuple[Path | None, Path | None]:
+    """BASE and HEAD as two sessions taking turns round by round (bench.turns)."""
+    Turns.prepare(folder)
+    processes = {"base": base.start(folder, "base"), "head": head.start(folder, "head")}
+    codes: dict[str, int] = {}
+    while len(codes) < 2:
+        for side, process in processes.items():
+            if side not in codes and process.poll() is not None:
+                codes[side] = process.returncode
+                Turns(folder, side).finish()  # also when it died before its start
+        time.sleep(0.05)
+    return base.result(codes["base"]), head.result(codes["head"])
+
+
+def _contended(result: Path | None) -> bool:
+    return result is not None and bool(_run_medians(result)[1])
+
+
+def run_interleaved(base: Runner, head: Runner, pairs: int,
+                    folder: Path) -> list[tuple[Path, Path]]:
+    """Each pair: both sessions at once, taking turns round by round; a pair with
+    contended rows is made again (bounded)."""
+    made: list[tuple[Path, Path]] = []
+    begin = time.monotonic()
+    for index in range(1, pairs + 1):
+        for attempt in range(MAX_REDO + 1):
+            left = ""
+            if made:
+                per_pair = (time.monotonic() - begin) / len(made)
+                left = f", about {per_pair * (pairs - len(made)) / 60:.0f} min left"
+            print(f"bench.ab: pair {index} of {pairs}, BASE and HEAD taking turns round by "
+                  f"round{' (again: contended)' if attempt else ''}{left}", flush=True)
+            pair = run_together(base, head, folder / f"turns-{index}-{attempt}")
+            if None in pair:
+                side = "BASE" if pair[0] is None else "HEAD"
+                raise RuntimeError(f"the {side} session of pair {index} failed")
+            if not any(_contended(result) for result in pair) or attempt == MAX_REDO:
+                break
+        made.append((pair[0], pair[1]))
+    return made
 
 
 def run_pairs(base: Runner, head: Runner, pairs: int) -> list[tuple[Path, Path]]:
@@ -159,7 +221,7 @@ def run_pairs(base: Runner, head: Runner, pairs: int) -> list[tuple[Path, Path]]
                 result = side.run()
                 if result is None:
                     raise RuntimeError(f"the {name} run of pair {index} failed")
-                if not _run_medians(result)[1] or attempt == MAX_REDO:
+                if not _contended(result) or attempt == MAX_REDO:
                     break
             pair.append(result)
         made.append((pair[0], pair[1]))
@@ -181,7 +243,25 @@ def verdicts(made: list[tuple[Path, Path]], threshold: float) -> list[dict]:
         row = verdict(ratios.get(key, []), threshold)
         row.update(suite=key[0], case=key[1], contended_pairs=left_out.get(key, 0))
         rows.append(row)
+    overall = _all_cases(made)
+    if overall is not None and len(rows) > 1:
+        row = verdict(overall, threshold)
+        row.update(suite="(all)", case="(all cases)", contended_pairs=0)
+        rows.append(row)
     return rows
+
+
+def _all_cases(made: list[tuple[Path, Path]]) -> list[float] | None:
+    """Per pair, the geometric mean of its cases' ratios, over the cases every pair has.
+
+    A change that slows every case a little is clearer here than in any one case: the
+    noise of separate cases partly cancels. None where the pairs share no case."""
+    pairs = [(_run_medians(b)[0], _run_medians(h)[0]) for b, h in made]
+    common = set.intersection(*(set(b) & set(h) for b, h in pairs)) if pairs else set()
+    if not common:
+        return None
+    return [math.exp(sum(math.log(h[k] / b[k]) for k in common) / len(common))
+            for b, h in pairs]
 
 
 def render(rows: list[dict], threshold: float, base: str, head: str) -> str:
@@ -195,11 +275,15 @@ def render(rows: list[dict], threshold: float, base: str, head: str) -> str:
         ratio = f"{r['ratio']:.3f}" if not math.isnan(r["ratio"]) else "—"
         lines.append(f"| {r['verdict']} | {r['suite']} | {r['case']} | {ratio} | {interval} "
                      f"| {r['pairs']} | {r['contended_pairs']} |")
+    cases = [r for r in rows if r["suite"] != "(all)"]
+    together = [r for r in rows if r["suite"] == "(all)"]
     slower = [r for r in rows if r["verdict"] == "slower"]
-    lines += ["", f"**{'SLOWER' if slower else 'PASS'}**: {len(slower)} case(s) slower, "
-                  f"{sum(r['verdict'] == 'faster' for r in rows)} faster, "
-                  f"{sum(r['verdict'].startswith('no change') for r in rows)} no change "
-                  f"detected"]
+    lines += ["", f"**{'SLOWER' if slower else 'PASS'}**: "
+                  f"{sum(r['verdict'] == 'slower' for r in cases)} case(s) slower, "
+                  f"{sum(r['verdict'] == 'faster' for r in cases)} faster, "
+                  f"{sum(r['verdict'].startswith('no change') for r in cases)} no change "
+                  f"detected" + "".join(f"; all cases together: {r['verdict']}"
+                                        for r in together)]
     return "\n".join(lines) + "\n"
 
 
@@ -224,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: ab/<BASE>-<HEAD>-<time>)")
     parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR",
                         help="the git repository (default: the current folder)")
+    parser.add_argument("--interleave", choices=("rounds", "runs"), default="rounds",
+                        help="rounds (default): each pair's two sessions take turns round "
+                             "by round; runs: a whole BASE run, then a whole HEAD run (used "
+                             "anyway where a revision predates turns)")
     # Everything after "--" goes to pytest as it is. argparse alone cannot do this: its
     # "*" positional is filled (empty) together with BASE and HEAD, and "-k" would then
     # be read as an unknown option of ours.
@@ -261,9 +349,23 @@ def main(argv: list[str] | None = None) -> int:
             trees.append(tree)
         runners = [Runner(tree, out / name, selection) for tree, name in
                    zip(trees, ("base", "head"), strict=True)]
+        interleave = args.interleave
+        if interleave == "rounds" and not all((t / "bench" / "turns.py").is_file()
+                                              for t in trees):
+            print("bench.ab: a revision predates round-by-round turns: whole runs "
+                  "alternate instead (--interleave runs)", flush=True)
+            interleave = "runs"
         try:
-            made = run_pairs(runners[0], runners[1], args.pairs)
-        except RuntimeError as error:
+            if interleave == "rounds":
+                lock = MachineLock()
+                lock.acquire(LOCK_TIMEOUT, say=lambda text: print(text, flush=True))
+                try:
+                    made = run_interleaved(runners[0], runners[1], args.pairs, scratch)
+                finally:
+                    lock.release()
+            else:
+                made = run_pairs(runners[0], runners[1], args.pairs)
+        except (RuntimeError, LockBusy) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
         rows = verdicts(made, args.fail_slower)

@@ -26,6 +26,7 @@ from bench import machine
 from bench.journal import STATUS_COMPLETE, STATUS_INTERRUPTED, Journal, recover_orphans
 from bench.lock import MachineLock
 from bench.measure import wait_for_quiet
+from bench.turns import Turns
 from bench.results import save_run
 
 BACKEND = fashion_core.BACKEND_CHOICE.name or "tensorflow"
@@ -128,6 +129,7 @@ class BenchState:
         self.journal: Journal | None = None
         self.journaled: set[int] = set()  # ids of benchmark entries already journaled
         self.lock: MachineLock | None = None
+        self.turns: Turns | None = None  # an interleaved A/B session (bench.ab, bench.turns)
         self.data_source = "fashion-mnist"
         self.wanted_devices: list[str] | None = None  # --bench-device, resolved
         self.worker_failures: list[dict] = []  # --bench-isolate workers that died
@@ -323,7 +325,16 @@ def pytest_configure(config):
         for path in recover_orphans([root], log=state.notes.append):
             print(f"fashion-bench: published {path} from the journal of a run that died",
                   flush=True)
-    _take_machine_lock(config, state)
+    state.turns = Turns.from_environment()
+    if state.turns is not None:
+        # One side of an interleaved A/B pair: bench.ab holds the machine lock for both,
+        # and this session runs only while it has the turn (from here to its end).
+        if config.getoption("--bench-isolate") or config.getoption("--bench-repeat") > 1:
+            raise pytest.UsageError("--bench-isolate and --bench-repeat cannot be used in "
+                                    "an interleaved A/B run (python -m bench.ab)")
+        state.turns.start()
+    else:
+        _take_machine_lock(config, state)
     wait = config.getoption("--bench-quiet-wait")
     if wait > 0:
         seen = wait_for_quiet(state.max_contention, wait,
@@ -639,6 +650,8 @@ def pytest_sessionfinish(session, exitstatus):
             state.journal.close(delete=state.saved is not None)
         if state.lock:
             state.lock.release()
+        if state.turns is not None:
+            state.turns.finish()  # the other side runs on alone
 
 
 def _save(config, state: BenchState, exitstatus) -> None:

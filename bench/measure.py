@@ -100,6 +100,29 @@ class CpuSample:
         self.joules = meter.read() if meter is not None else None
 
 
+    def shifted(self, offset: CpuSample | None) -> CpuSample:
+        """This sample with ``offset`` (time spent off the clock) taken away."""
+        if offset is None:
+            return self
+        moved = object.__new__(CpuSample)
+        moved.wall, moved.busy, moved.own = (self.wall - offset.wall, self.busy - offset.busy,
+                                             self.own - offset.own)
+        moved.joules = (self.joules - (offset.joules or 0.0) if self.joules is not None
+                        else None)
+        return moved
+
+
+def _off_clock(before: CpuSample, after: CpuSample, earlier: CpuSample | None) -> CpuSample:
+    """The span from ``before`` to ``after`` added to an earlier off-clock total."""
+    total = object.__new__(CpuSample)
+    total.wall = after.wall - before.wall + (earlier.wall if earlier else 0.0)
+    total.busy = after.busy - before.busy + (earlier.busy if earlier else 0.0)
+    total.own = after.own - before.own + (earlier.own if earlier else 0.0)
+    total.joules = (after.joules - before.joules + ((earlier.joules or 0.0) if earlier else 0.0)
+                    if after.joules is not None and before.joules is not None else None)
+    return total
+
+
 def contention_between(first: CpuSample, last: CpuSample, cores: int) -> float:
     """Share (0..1) of ``cores`` cores' time that other processes used from first to last."""
     wall = last.wall - first.wall
@@ -165,9 +188,20 @@ class RoundMonitor:
         self.meter = meter
         self.samples: list[CpuSample] = []
         self.gpu_foreign: list[int] = []
+        self.off_clock: CpuSample | None = None  # time spent waiting for a turn
 
     def sample(self) -> None:
-        self.samples.append(CpuSample(self.cpus, self.meter))
+        self.samples.append(CpuSample(self.cpus, self.meter).shifted(self.off_clock))
+
+    def hand_over(self, turns) -> None:
+        """Let the other session of an interleaved A/B run (bench.turns) have its round.
+
+        The wait is taken off the clock of every later sample: the other side's round is
+        not contention of ours, and its energy is not ours either.
+        """
+        before = CpuSample(self.cpus, self.meter)
+        turns.hand_over()
+        self.off_clock = _off_clock(before, CpuSample(self.cpus, self.meter), self.off_clock)
 
     def check_gpu(self) -> None:
         if self.device.startswith("gpu"):
@@ -209,14 +243,18 @@ def timed_rounds(benchmark, state, device: str, target, *, rounds: int, warmup_r
 
     The samples are taken in the (untimed) setup of each round, after the suite's own
     setup, and once after the last round: they bound the timed calls without adding to
-    them. Contention and energy go into ``benchmark.extra_info``; returns the target's
+    them. In an interleaved A/B session (``state.turns``) the setup of each round first
+    hands the turn to the other side and waits for it back, off the clock. Contention and energy go into ``benchmark.extra_info``; returns the target's
     last result, as pedantic does.
     """
     monitor = RoundMonitor(device, warmup_rounds, state.energy_meter(device))
     monitor.check_gpu()
+    turns = getattr(state, "turns", None)
 
     def sampled_setup():
         result = setup() if setup else None
+        if turns is not None:
+            monitor.hand_over(turns)
         monitor.sample()
         return result
 

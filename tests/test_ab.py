@@ -113,3 +113,22 @@ def test_pytest_options_without_double_dash_are_refused_with_the_fix():
     with pytest.raises(SystemExit) as exit_info:
         ab.main(["HEAD", "HEAD", "-k", "mlp"])
     assert exit_info.value.code == 2
+
+
+def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
+    """Both sessions of HEAD run the tiny matrix on synthetic data, taking turns."""
+    if not (ROOT / "bench" / "turns.py").is_file() or subprocess.run(
+            ["git", "cat-file", "-e", "HEAD:bench/turns.py"], cwd=ROOT).returncode:
+        pytest.skip("HEAD predates bench/turns.py")
+    out = tmp_path / "ab"
+    code = ab.main(["HEAD", "HEAD", "--pairs", "1", "--repo", str(ROOT), "--out", str(out),
+                    "--", "--bench-matrix", "tiny", "--bench-data", "synthetic",
+                    "--bench-device", "cpu", "--bench-quiet-wait", "0"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "BASE and HEAD taking turns round by round" in printed
+    assert "inconclusive (one pair)" in printed
+    for side in ("base", "head"):
+        (result,) = (out / side).rglob("[0-9]*.json")
+        rows = json.loads(result.read_text())["benchmarks"]
+        assert {r["extra_info"]["suite"] for r in rows} == {"train", "inference"}
