@@ -26,6 +26,7 @@ import argparse
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from bench.compare import parse_threshold
 from bench.lock import LockBusy, MachineLock
-from bench.turns import ENV_FOLDER, ENV_SIDE, Turns
+from bench.turns import ENV_FOLDER, ENV_SIDE, Turns, speaks_protocol
 
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
 # The quick matrix's train and inference suites: about a minute a run on 2 cores, so
@@ -166,12 +167,18 @@ def run_together(base: Runner, head: Runner, folder: Path) -> tuple[Path | None,
     Turns.prepare(folder)
     processes = {"base": base.start(folder, "base"), "head": head.start(folder, "head")}
     codes: dict[str, int] = {}
-    while len(codes) < 2:
-        for side, process in processes.items():
-            if side not in codes and process.poll() is not None:
-                codes[side] = process.returncode
-                Turns(folder, side).finish()  # also when it died before its start
-        time.sleep(0.05)
+    try:
+        while len(codes) < 2:
+            for side, process in processes.items():
+                if side not in codes and process.poll() is not None:
+                    codes[side] = process.returncode
+                    Turns(folder, side).finish()  # also when it died before its start
+            time.sleep(0.05)
+    finally:  # stopped (Ctrl-C, SIGTERM): no session is left behind
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
     return base.result(codes["base"]), head.result(codes["head"])
 
 
@@ -327,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     args.pytest_args = [*args.pytest_args, *passed]
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
+    # SIGTERM ends the run like Ctrl-C: sessions stopped, worktrees removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     repo = args.repo.resolve()
     try:
         base, head = resolve(args.base, repo), resolve(args.head, repo)
@@ -350,10 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         runners = [Runner(tree, out / name, selection) for tree, name in
                    zip(trees, ("base", "head"), strict=True)]
         interleave = args.interleave
-        if interleave == "rounds" and not all((t / "bench" / "turns.py").is_file()
+        if interleave == "rounds" and not all(speaks_protocol(t / "bench" / "turns.py")
                                               for t in trees):
-            print("bench.ab: a revision predates round-by-round turns: whole runs "
-                  "alternate instead (--interleave runs)", flush=True)
+            print("bench.ab: a revision predates this way of taking turns round by round: "
+                  "whole runs alternate instead (--interleave runs)", flush=True)
             interleave = "runs"
         try:
             if interleave == "rounds":

@@ -8,23 +8,38 @@ it hands the turn over and sleeps until the turn comes back. The two sessions' r
 of a case are thus a second or two apart instead of a whole run apart, and slow drift of
 the machine (what its other tenants do, thermal state) falls on both sides alike.
 
-The folder holds ``turn`` (whose turn it is), ``<side>.ready`` (that session has
-started: neither runs before both have, so no start-up work overlaps a timed round) and
-``<side>.done``. A side that is done, or whose process died, no longer takes turns: the
+The folder holds a FIFO per side (the turn passes as a byte), ``<side>.ready`` (that
+session has started: neither runs before both have, so no start-up work overlaps a
+timed round) and ``<side>.done``. A side that is done, or whose process died, no longer takes turns: the
 other runs on alone.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import time
 from pathlib import Path
 
+#: The hand-over protocol's version: bench.ab takes turns only with revisions whose
+#: bench/turns.py says the same (else whole runs alternate).
+PROTOCOL = 2
 SIDES = ("base", "head")
 ENV_FOLDER, ENV_SIDE = "FASHION_BENCH_TURNS", "FASHION_BENCH_TURN_SIDE"
-POLL_SECONDS = 0.002
+#: How often a waiting side looks whether the other is still there (it sleeps in the
+#: kernel in between: a waiting side costs the running one no CPU).
+CHECK_SECONDS = 0.5
 #: A side that has not started after this long is taken as gone (its start failed).
 START_TIMEOUT = 600.0
+
+
+def speaks_protocol(source: Path) -> bool:
+    """Whether the bench/turns.py at ``source`` (another revision's) speaks this protocol."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return f"\nPROTOCOL = {PROTOCOL}\n" in text
 
 
 def _alive(pid: int) -> bool:
@@ -38,7 +53,12 @@ def _alive(pid: int) -> bool:
 
 
 class Turns:
-    """One side's view of the turn folder."""
+    """One side's view of the turn folder.
+
+    The turn passes as one byte written into the other side's FIFO (``to-base``,
+    ``to-head``); a side waits for its turn in a blocking read of its own, so the
+    hand-over costs microseconds and the sleeper no CPU at all.
+    """
 
     def __init__(self, folder: Path | str, side: str) -> None:
         if side not in SIDES:
@@ -48,6 +68,7 @@ class Turns:
         self.other = SIDES[1 - SIDES.index(side)]
         self.waited = 0.0  # seconds spent waiting for the other side
         self._started = time.monotonic()
+        self._inbox = self._outbox = None
 
     @classmethod
     def from_environment(cls) -> Turns | None:
@@ -56,12 +77,15 @@ class Turns:
 
     @staticmethod
     def prepare(folder: Path | str) -> None:
-        """Make an empty turn folder in which BASE moves first."""
+        """Make an empty turn folder (BASE moves first)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name in [f"{s}.{k}" for s in SIDES for k in ("ready", "done")]:
             (folder / name).unlink(missing_ok=True)
-        _write(folder / "turn", SIDES[0])
+        for side in SIDES:
+            fifo = folder / f"to-{side}"
+            fifo.unlink(missing_ok=True)
+            os.mkfifo(fifo)
 
     # -- state of the other side -------------------------------------------------------
     def _other_gone(self) -> bool:
@@ -74,41 +98,53 @@ class Turns:
             return time.monotonic() - self._started > START_TIMEOUT
         return not _alive(pid)
 
-    def _my_turn(self) -> bool:
-        try:
-            return (self.folder / "turn").read_text(encoding="ascii") == self.side
-        except OSError:
-            return False
+    def _open(self) -> None:
+        # O_RDWR: opening a FIFO so never blocks (Linux), and a byte written stays in it
+        # while either side holds it open.
+        self._inbox = os.open(self.folder / f"to-{self.side}", os.O_RDWR)
+        self._outbox = os.open(self.folder / f"to-{self.other}", os.O_RDWR)
 
-    def _wait_until(self, ready) -> None:
+    def wait(self) -> None:
+        """Until the other side hands the turn over, finishes or is gone."""
         begin = time.perf_counter()
-        while not ready():
-            time.sleep(POLL_SECONDS)
+        while True:
+            ready, _, _ = select.select([self._inbox], [], [], CHECK_SECONDS)
+            if ready:
+                os.read(self._inbox, 1)
+                break
+            if self._other_gone():
+                break
         self.waited += time.perf_counter() - begin
 
     # -- the protocol ---------------------------------------------------------------------
     def start(self) -> None:
-        """Say this side has started; wait for the other to start, then for our turn."""
+        """Say this side has started; BASE waits for HEAD to start, HEAD for its turn."""
         self._started = time.monotonic()
+        self._open()
         _write(self.folder / f"{self.side}.ready", str(os.getpid()))
-        self._wait_until(lambda: (self.folder / f"{self.other}.ready").exists()
-                         or self._other_gone())
-        self.wait()
-
-    def wait(self) -> None:
-        """Until it is this side's turn, or the other side is done or gone."""
-        self._wait_until(lambda: self._my_turn() or self._other_gone())
+        if self.side == SIDES[0]:
+            while not ((self.folder / f"{self.other}.ready").exists()
+                       or self._other_gone()):
+                time.sleep(0.05)
+        else:
+            self.wait()
 
     def hand_over(self) -> None:
         """Give the turn to the other side and wait for it to come back."""
-        if not self._other_gone():
-            _write(self.folder / "turn", self.other)
+        if self._other_gone():
+            return
+        os.write(self._outbox, b"t")
         self.wait()
 
     def finish(self) -> None:
-        """This side is done: the other runs on alone."""
+        """This side is done: the other runs on alone (woken if it waits)."""
         _write(self.folder / f"{self.side}.done", str(os.getpid()))
-        _write(self.folder / "turn", self.other)
+        try:
+            if self._outbox is None:
+                self._open()
+            os.write(self._outbox, b"t")
+        except OSError:  # the folder is gone: nobody waits any more
+            pass
 
 
 def _write(path: Path, text: str) -> None:

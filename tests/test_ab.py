@@ -96,11 +96,12 @@ def test_bad_pairs_are_refused(pairs):
 def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_pairs(base, head, pairs):
+    def fake_pairs(base, head, pairs, *folder):
         seen.update(base=base.pytest_args, head=head.pytest_args, pairs=pairs)
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(ab, "run_pairs", fake_pairs)
+    monkeypatch.setattr(ab, "run_interleaved", fake_pairs)
     code = ab.main(["HEAD", "HEAD", "--pairs", "3", "--repo", str(ROOT), "--out",
                     str(tmp_path / "out"), "--", "-k", "mlp and b128", "--bench-matrix",
                     "ci"])

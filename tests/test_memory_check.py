@@ -22,8 +22,11 @@ def test_growth_is_measured_from_the_fourth_trainer():
     assert memory_check.growth_mib(rows) == 60
 
 
-def test_a_real_loop_reports_every_trainer(tiny, capsys):
-    rows = memory_check.run(tiny, trainers=5, steps=1, device="cpu")
+def test_a_real_loop_reports_every_trainer(capsys):
+    from fashion_core import data
+
+    dataset = data.synthetic(train_size=2048, test_size=64, seed=0)  # batches up to 2048
+    rows = memory_check.run(dataset, trainers=5, steps=1, device="cpu")
     assert [r["trainer"] for r in rows] == [1, 2, 3, 4, 5]
     assert all(r["rss_bytes"] > 0 for r in rows)
     assert capsys.readouterr().out.count("memory_check: trainer") == 5

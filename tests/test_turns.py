@@ -105,3 +105,11 @@ def test_the_wait_for_a_turn_is_off_the_clock(monkeypatch):
         clock.advance(0.6, 0.6, 0.6)
     plain.sample()
     assert measure.windowed_contention(plain.samples, 2) > 0.4
+
+
+def test_only_a_revision_speaking_this_protocol_takes_turns(tmp_path):
+    source = tmp_path / "turns.py"
+    assert not turns.speaks_protocol(source)  # no such file: an older revision
+    source.write_text("PROTOCOL = 1\n")
+    assert not turns.speaks_protocol(source)
+    assert turns.speaks_protocol(ROOT / "bench" / "turns.py")
