@@ -12,6 +12,8 @@ import pytest
 from bench import ab
 from tests.test_bench_harness import ROOT
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 
 def test_an_unknown_revision_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
     before = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True,

@@ -10,6 +10,8 @@ import pytest
 from fashion_core import data
 from tests.conftest import needs_real_data, write_dataset
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 
 def test_roundtrip_shapes_and_values(tiny_dir, tiny):
     with pytest.warns(UserWarning, match="used anyway"):

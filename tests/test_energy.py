@@ -10,6 +10,8 @@ import pytest
 from bench.energy import EnergyMeter, foreign_gpu_processes, rapl_domains
 from fashion_core import nvml
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 
 def _domain(root, name, value, max_range=None):
     folder = root / name

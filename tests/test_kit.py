@@ -25,6 +25,8 @@ import pytest
 from kit import build, bundle, collect
 from kit import run as kit_run
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 REPO = Path(__file__).resolve().parent.parent
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

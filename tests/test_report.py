@@ -40,6 +40,8 @@ UPDATE = os.environ.get("UPDATE_FIXTURES") == "1"
 sys.path.insert(0, str(FIXTURES))
 import make_fixtures  # noqa: E402  (lives beside the stored fixtures)
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 # --------------------------------------------------------------------------- helpers
 
 def check_expected(name: str, text: str) -> None:

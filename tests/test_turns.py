@@ -11,6 +11,8 @@ import pytest
 from bench import measure, turns
 from tests.test_bench_harness import ROOT
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 SIDE = """
 import sys, time
 from bench.turns import Turns
