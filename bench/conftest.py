@@ -213,15 +213,12 @@ class BenchState:
 
 
 def _tf_config() -> dict | None:
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        return None
-    import json
+    from fashion_core.config import ConfigError, tf_config
 
     try:
-        return json.loads(text)
-    except ValueError as e:
-        raise pytest.UsageError(f"TF_CONFIG is not valid JSON: {e}") from None
+        return tf_config()
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def pytest_cmdline_main(config):
@@ -650,8 +647,10 @@ def pytest_sessionfinish(session, exitstatus):
             state.journal.close(delete=state.saved is not None)
         if state.lock:
             state.lock.release()
-        if state.turns is not None:
-            state.turns.finish()  # the other side runs on alone
+        # An A/B side (state.turns) hands over no more: its process's end is the signal
+        # (bench.ab writes <side>.done once it has reaped it, and a waiting side also
+        # sees the pid gone), so the framework's teardown at exit, seconds of CPU for
+        # TensorFlow, never overlaps the other side's rounds.
 
 
 def _save(config, state: BenchState, exitstatus) -> None:

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from fashion_core import backends
-from fashion_core.config import PRECISIONS, SEED_RANGE, ConfigError, TrainConfig
+from fashion_core.config import (PRECISIONS, SEED_RANGE, ConfigError, TrainConfig,
+                                 tf_config)
 from fashion_core.files import write_atomic
 
 EPILOG_TRAIN = """\
@@ -176,14 +177,10 @@ def check_train_args(args) -> TrainConfig:
             + ("set KERAS_BACKEND=tensorflow" if backends.installed("tensorflow")
                else "pip install 'fashion-bench[tensorflow]'"))
     if args.strategy == "multiworker":
-        cluster = os.environ.get("TF_CONFIG", "")
-        if not cluster:
-            raise ConfigError("--strategy multiworker needs TF_CONFIG (cluster and task) in "
-                              "the environment of every worker; see the README")
         try:
-            json.loads(cluster)
-        except ValueError as e:
-            raise ConfigError(f"TF_CONFIG is not valid JSON: {e}") from None
+            tf_config(required=True)
+        except ConfigError as e:
+            raise ConfigError(f"--strategy {e}") from None
     if args.data_dir and Path(args.data_dir).expanduser().is_file():
         raise ConfigError(f"--data-dir {args.data_dir}: is a file; name the folder that "
                           "holds the four IDX .gz files")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 
 from fashion_core.backends import DeviceError, parse_device
 
@@ -107,3 +109,19 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def tf_config(required: bool = False) -> dict | None:
+    """``TF_CONFIG`` (tf.distribute's cluster and task) parsed, read without importing
+    TensorFlow; None where it is unset. ConfigError where it is not JSON, or where it is
+    ``required`` (a multi-worker run) and unset."""
+    text = os.environ.get("TF_CONFIG", "")
+    if not text:
+        if required:
+            raise ConfigError("multiworker needs TF_CONFIG (cluster and task) in the "
+                              "environment of every worker; see the README")
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {e}") from None

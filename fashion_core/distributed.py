@@ -23,7 +23,6 @@ TensorFlow-only by nature: this module imports TensorFlow.
 
 from __future__ import annotations
 
-import json
 import os
 
 from fashion_core.backends import tensorflow as tfb
@@ -41,7 +40,7 @@ from fashion_core.backends.base import (  # noqa: E402
     per_sample_losses,
     precision_policy,
 )
-from fashion_core.config import ConfigError, TrainConfig  # noqa: E402
+from fashion_core.config import ConfigError, TrainConfig, tf_config  # noqa: E402
 from fashion_core.data import Dataset  # noqa: E402
 
 STRATEGIES = ("mirrored", "multiworker")
@@ -103,14 +102,11 @@ _multiworker: dict = {}
 
 
 def _multiworker_strategy(kind: str) -> tf.distribute.Strategy:
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise ScaleOutError("multiworker needs TF_CONFIG (cluster and task) in the "
-                            "environment of every worker; see the README")
     try:
-        json.loads(text)
-    except ValueError as e:
-        raise ScaleOutError(f"TF_CONFIG is not valid JSON: {e}") from None
+        tf_config(required=True)
+    except ConfigError as e:
+        raise ScaleOutError(str(e)) from None
+    text = os.environ["TF_CONFIG"]
     if _multiworker:
         if _multiworker["tf_config"] != text:
             raise ScaleOutError("TF_CONFIG changed after this process created its "

@@ -265,3 +265,17 @@ def test_without_tensorflow_a_real_run_uses_jax(tmp_path, tiny_dir):
     first = proc.stdout.splitlines()[0]
     assert first == "backend: jax (KERAS_BACKEND is unset and TensorFlow is not installed)"
     assert json.loads(out.read_text())["backend"] == "jax"
+
+
+def test_tf_config_is_read_in_one_place(monkeypatch):
+    from fashion_core.config import ConfigError, tf_config
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert tf_config() is None
+    with pytest.raises(ConfigError, match="multiworker needs TF_CONFIG"):
+        tf_config(required=True)
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}}')
+    assert tf_config(required=True)["cluster"]["worker"] == ["localhost:1"]
+    monkeypatch.setenv("TF_CONFIG", "{cluster")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        tf_config()
