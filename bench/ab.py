@@ -38,8 +38,9 @@ from bench.lock import LockBusy, MachineLock
 from bench.turns import ENV_FOLDER, ENV_SIDE, Turns, speaks_protocol
 
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
-# The quick matrix's train and inference suites: about a minute a run on 2 cores, so
-# five pairs (ten runs) take about ten minutes.
+# The quick matrix's train and inference suites. On the 2-core machine the five MLP
+# train cases alone take about 2.7 minutes a pair (two sessions in turns), 13.5 for the
+# five pairs; narrow the selection (-- -k ...) to what a change can touch.
 DEFAULT_SELECTION = ["-k", "test_train_epoch or test_inference_throughput"]
 DEFAULT_PAIRS = 5
 # 99%: a case is called slower by chance in about 1 of 200 unchanged comparisons.

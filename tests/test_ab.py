@@ -135,3 +135,20 @@ def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
         results = sorted((out / side).rglob("[0-9]*.json"))  # more where a pair was redone
         rows = json.loads(results[-1].read_text())["benchmarks"]
         assert {r["extra_info"]["suite"] for r in rows} == {"train", "inference"}
+
+
+def test_all_cases_together_see_a_small_change_every_case_shares(tmp_path):
+    """Each case alone is too noisy to call +8% at 99%; their mean over five cases is not."""
+    rng = np.random.default_rng(3)
+    made = []
+    for pair in range(5):
+        sides = []
+        for name, factor in (("base", 1.0), ("head", 1.08)):
+            medians = {f"c{i}": factor * np.exp(rng.normal(0, 0.06)) for i in range(5)}
+            sides.append(_result(tmp_path / f"{name}{pair}", medians))
+        made.append(tuple(sides))
+    rows = {r["case"]: r for r in ab.verdicts(made, 0.05)}
+    assert rows["(all cases)"]["verdict"] == "slower"
+    assert sum(rows[f"c{i}"]["verdict"] == "slower" for i in range(5)) < 5
+    text = ab.render(list(rows.values()), 0.05, "a" * 40, "b" * 40)
+    assert "all cases together: slower" in text and text.count("| slower |") >= 1
