@@ -26,8 +26,8 @@ from bench import machine
 from bench.journal import STATUS_COMPLETE, STATUS_INTERRUPTED, Journal, recover_orphans
 from bench.lock import MachineLock
 from bench.measure import wait_for_quiet
-from bench.turns import Turns
 from bench.results import save_run
+from bench.turns import Turns
 
 BACKEND = fashion_core.BACKEND_CHOICE.name or "tensorflow"
 # Set by ``--bench-repeat N`` for each of the N runs it starts (see pytest_cmdline_main).

@@ -244,8 +244,9 @@ def timed_rounds(benchmark, state, device: str, target, *, rounds: int, warmup_r
     The samples are taken in the (untimed) setup of each round, after the suite's own
     setup, and once after the last round: they bound the timed calls without adding to
     them. In an interleaved A/B session (``state.turns``) the setup of each round first
-    hands the turn to the other side and waits for it back, off the clock. Contention and energy go into ``benchmark.extra_info``; returns the target's
-    last result, as pedantic does.
+    hands the turn to the other side and waits for it back, off the clock. Contention
+    and energy go into ``benchmark.extra_info``; returns the target's last result, as
+    pedantic does.
     """
     monitor = RoundMonitor(device, warmup_rounds, state.energy_meter(device))
     monitor.check_gpu()

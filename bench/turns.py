@@ -10,10 +10,10 @@ the machine (what its other tenants do, thermal state) falls on both sides alike
 
 The folder holds a FIFO per side (the turn passes as a byte), ``<side>.ready`` (that
 session has started: neither runs before both have, so no start-up work overlaps a
-timed round) and ``<side>.done``. A side that is done, or whose process has ended, no longer takes turns:
-the other runs on alone. A bench session never says it is done itself: bench.ab writes
-``<side>.done`` once the process has ended (TensorFlow's teardown at exit takes seconds
-of CPU, which must not overlap the other side's rounds).
+timed round) and ``<side>.done``. A side that is done, or whose process has ended, no
+longer takes turns: the other runs on alone. A bench session never says it is done
+itself: bench.ab writes ``<side>.done`` once the process has ended (TensorFlow's
+teardown at exit takes seconds of CPU, which must not overlap the other side's rounds).
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 from fashion_core import backends
-from fashion_core.config import (PRECISIONS, SEED_RANGE, ConfigError, TrainConfig,
-                                 tf_config)
+from fashion_core.config import PRECISIONS, SEED_RANGE, ConfigError, TrainConfig, tf_config
 from fashion_core.files import write_atomic
 
 EPILOG_TRAIN = """\

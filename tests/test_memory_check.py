@@ -13,7 +13,7 @@ def test_the_plan_covers_every_setting_once_and_neighbours_differ():
     assert {b for b, _, _ in plan} == set(memory_check.BATCH_SIZES)
     assert {p for _, p, _ in plan} == set(memory_check.PRECISIONS)
     assert {j for _, _, j in plan} == {True, False}
-    assert all(a != b for a, b in zip(plan, plan[1:]))
+    assert all(a != b for a, b in zip(plan, plan[1:], strict=False))
     assert memory_check.plan(40)[32:] == plan[:8]
 
 

@@ -47,7 +47,8 @@ def test_two_sides_alternate_and_never_overlap(tmp_path):
     assert base.wait(timeout=60) == 0 and head.wait(timeout=60) == 0
     lines = log.read_text().split("\n")[:-1]
     rounds = [line.rsplit(" ", 1)[0] for line in lines[0::2]]
-    assert all(a.replace("start", "end") == b for a, b in zip(lines[0::2], lines[1::2]))
+    pairs = zip(lines[0::2], lines[1::2], strict=True)
+    assert all(a.replace("start", "end") == b for a, b in pairs)
     assert rounds == ["base 0", "head 0", "base 1", "head 1", "base 2", "head 2", "base 3",
                       "head 3", "base 4", "base 5"]  # HEAD done: BASE runs on alone
 
