@@ -126,7 +126,8 @@ def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
     out = tmp_path / "ab"
     code = ab.main(["HEAD", "HEAD", "--pairs", "1", "--repo", str(ROOT), "--out", str(out),
                     "--", "--bench-matrix", "tiny", "--bench-data", "synthetic",
-                    "--bench-device", "cpu", "--bench-quiet-wait", "0"])
+                    "--bench-device", "cpu", "--bench-quiet-wait", "0",
+                    "--bench-max-contention", "100%"])  # the mechanics, on a busy machine too
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "BASE and HEAD taking turns round by round" in printed

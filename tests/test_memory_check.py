@@ -15,6 +15,7 @@ def test_the_plan_covers_every_setting_once_and_neighbours_differ():
     assert {j for _, _, j in plan} == {True, False}
     assert all(a != b for a, b in zip(plan, plan[1:], strict=False))
     assert memory_check.plan(40)[32:] == plan[:8]
+    assert len({(p, j) for _, p, j in plan[:4]}) == 4  # every kind before the baseline
 
 
 def test_growth_is_measured_from_the_fourth_trainer():
