@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import json
 import sys
 import time
@@ -47,11 +46,12 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def run(dataset, trainers: int, steps: int, device: str, out=sys.stdout) -> list[dict]:
+def run(dataset, trainers: int, steps: int, device: str, out=None) -> list[dict]:
     """Build, use and drop ``trainers`` trainers; one row a trainer with RSS after it."""
     from fashion_core import train
     from fashion_core.config import TrainConfig
 
+    out = out or sys.stdout  # looked up now: a caller may have replaced sys.stdout
     rows = []
     begin = time.monotonic()
     for index, (batch, precision, jit) in enumerate(plan(trainers), start=1):

@@ -178,8 +178,9 @@ def check_train_args(args) -> TrainConfig:
     if args.strategy == "multiworker":
         try:
             tf_config(required=True)
-        except ConfigError as e:
-            raise ConfigError(f"--strategy {e}") from None
+        except ConfigError as e:  # "--strategy multiworker needs ..." where it is unset
+            raise ConfigError(f"--strategy {e}" if str(e).startswith("multiworker")
+                              else str(e)) from None
     if args.data_dir and Path(args.data_dir).expanduser().is_file():
         raise ConfigError(f"--data-dir {args.data_dir}: is a file; name the folder that "
                           "holds the four IDX .gz files")
