@@ -68,7 +68,6 @@ class Turns:
         self.folder = Path(folder)
         self.side = side
         self.other = SIDES[1 - SIDES.index(side)]
-        self.waited = 0.0  # seconds spent waiting for the other side
         self._started = time.monotonic()
         self._inbox = self._outbox = None
 
@@ -108,7 +107,6 @@ class Turns:
 
     def wait(self) -> None:
         """Until the other side hands the turn over, finishes or is gone."""
-        begin = time.perf_counter()
         while True:
             ready, _, _ = select.select([self._inbox], [], [], CHECK_SECONDS)
             if ready:
@@ -116,7 +114,6 @@ class Turns:
                 break
             if self._other_gone():
                 break
-        self.waited += time.perf_counter() - begin
 
     # -- the protocol ---------------------------------------------------------------------
     def start(self) -> None:
