@@ -14,6 +14,11 @@ Schema history (the loader reads every version in :data:`READABLE_SCHEMAS`):
    ``peak_gflops`` and energy; per run ``calibration_gflops_by_dtype``, ``data``,
    ``run_group``/``repeat``, ``max_contention`` and the file's ``fashion_bench_status``.
    A schema-1 row computes in its precision's dtype and measured no contention.
+3. per row how its rounds were spent: ``rounds``, ``ci_halfwidth``, ``stop_reason``,
+   ``round_seconds_target``, ``calls_per_round``, ``case_seconds``, the canary
+   (``canary_seconds``, ``canary_spread``) and a ``note``; per file the run's ``plan``
+   (``machine_info.fashion_bench.plan``) and the cases it left out
+   (``fashion_bench_not_run``). Older rows ran a fixed count of rounds: no interval.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ import math
 import typing
 
 #: The version the suites write (``machine_info.fashion_bench.schema``).
-SCHEMA = 2
+SCHEMA = 3
 #: The versions the report reads.
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (1, 2, 3)
 
 #: ``data`` of runs on real Fashion-MNIST (also what schema-1 files mean) and of the
 #: harness's random stand-in, which the report leaves out unless asked.
@@ -33,6 +38,8 @@ REAL_DATA = "fashion-mnist"
 SYNTHETIC_DATA = "synthetic"
 #: Top-level ``fashion_bench_status`` of a result file (absent in old files: complete).
 RUN_STATUSES = ("complete", "interrupted", "incomplete")
+#: Why a case stopped adding timed rounds (``Row.stop_reason``; bench.stopping).
+STOP_REASONS = ("converged", "budget", "max-rounds")
 
 #: The dtype a precision computes its matmuls in: the calibration a share of peak divides by.
 COMPUTE_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -106,6 +113,19 @@ class Row:
     final_accuracy: float | None = None
     per_replica_batch: int | None = None
     global_batch: int | None = None
+    # How the rounds were spent (schema 3; bench.stopping). A round is one unit of work
+    # sized to last at least round_seconds_target: steps_per_round (train) or
+    # calls_per_round (inference passes, latency calls) of it.
+    rounds: int | None = None  # timed rounds run (after the warm-up)
+    calls_per_round: int | None = None
+    round_seconds_target: float | None = None
+    ci_halfwidth: float | None = None  # 99% interval of the figure, as a share of it
+    stop_reason: str | None = None  # converged, budget or max-rounds (STOP_REASONS)
+    case_seconds: float | None = None  # wall time of the whole case, setup included
+    # The canary (bench.canary): a fixed small kernel timed before every timed round.
+    canary_seconds: list | None = None  # its time before each timed round
+    canary_spread: float | None = None  # slowest canary over the fastest, minus 1
+    note: str | None = None  # said beside the figure (e.g. a known-slow path, measured once)
 
 
 def _base_type(hint: object) -> type:
@@ -193,6 +213,9 @@ def file_problem(document: object) -> str | None:
     failures = document.get("fashion_bench_failures", [])
     if not isinstance(failures, list) or not all(isinstance(f, dict) for f in failures):
         missing.append("fashion_bench_failures (a list of objects)")
+    not_run = document.get("fashion_bench_not_run", [])
+    if not isinstance(not_run, list) or not all(isinstance(n, dict) for n in not_run):
+        missing.append("fashion_bench_not_run (a list of objects)")
     if document.get("fashion_bench_status", "complete") not in RUN_STATUSES:
         missing.append(f"fashion_bench_status (one of {', '.join(RUN_STATUSES)})")
     if not isinstance(machine.get("data") or REAL_DATA, str):
