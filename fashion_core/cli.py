@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from fashion_core import backends
+from fashion_core import backends, logs
 from fashion_core.config import PRECISIONS, SEED_RANGE, ConfigError, TrainConfig, tf_config
 from fashion_core.files import write_atomic
 
@@ -336,8 +335,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Keep TensorFlow's start-up log lines (CUDA probing, CPU features) off the terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keep TensorFlow's C++ start-up log (CUDA probing, CPU features) off the terminal,
+    # unless TF_CPP_MIN_LOG_LEVEL says otherwise.
+    logs.quiet_tensorflow_log()
     try:
         return cmd_train(args) if args.command == "train" else cmd_info(args)
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from fashion_core import backends, cli, data
+from fashion_core import backends, cli, data, logs
 from fashion_core.backends import BackendChoice, DeviceInfo
 
 
@@ -220,6 +221,55 @@ def test_missing_data_folder_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"error: {tmp_path / 'nowhere'}: missing train-images-idx3-ubyte.gz" in proc.stderr
+
+
+@pytest.mark.tensorflow_only
+def test_info_prints_no_line_of_tensorflows_cpp_log(tiny_env):
+    """A newcomer's first command, TF_CPP_MIN_LOG_LEVEL unset: our lines only, no
+    "Could not find cuda drivers", absl warning or cuInit error from TensorFlow's C++."""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed")
+    env = {k: v for k, v in os.environ.items() if k != logs.ENV_VAR}
+    env["KERAS_BACKEND"] = "tensorflow"
+    proc = subprocess.run([sys.executable, "-m", "fashion_core", "info", "--no-verify"],
+                          capture_output=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    lines = (proc.stdout + proc.stderr).decode(errors="replace").splitlines()
+    native = [line for line in lines if logs.is_native_log_line(line.encode())
+              or "cuInit" in line or "cuda drivers" in line or "absl" in line]
+    assert native == []
+    assert lines[0].startswith("backend: tensorflow")
+    assert any(line.startswith("data: ") for line in lines)
+
+
+def test_native_log_filter_keeps_every_other_line():
+    assert logs.is_native_log_line(
+        b"E0000 00:00:1796293884.975115    3228 cuda_platform.cc:52] failed call to cuInit")
+    assert logs.is_native_log_line(
+        b"I0000 00:00:1796293877.296119    3228 cudart_stub.cc:31] Could not find cuda")
+    assert logs.is_native_log_line(b"W1203 10:31:10.123456  77 gpu_device.cc:2341] x")
+    assert logs.is_native_log_line(b"WARNING: All log messages before absl::InitializeLog() "
+                                   b"is called are written to STDERR\n")
+    assert not logs.is_native_log_line(b"error: seed must be a whole number\n")
+    assert not logs.is_native_log_line(b"Traceback (most recent call last):\n")
+    # Through a real file descriptor: a child's C++-style line dropped, ours kept.
+    code = ("import os, sys; from fashion_core import logs\n"
+            "with logs.native_log_filtered():\n"
+            "    os.write(2, b'E0000 00:00:17.1  9 cuda_platform.cc:52] cuInit\\n')\n"
+            "    print('error: ours', file=sys.stderr)\n"
+            "print('after', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "error: ours\nafter\n"
+
+
+def test_quiet_tensorflow_log_leaves_a_users_level_alone():
+    environ = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+    assert logs.quiet_tensorflow_log(environ, import_now=False) is False
+    assert environ == {"TF_CPP_MIN_LOG_LEVEL": "0"}
+    environ = {}
+    assert logs.quiet_tensorflow_log(environ, import_now=False) is True
+    assert environ == {"TF_CPP_MIN_LOG_LEVEL": logs.QUIET_LEVEL}
 
 
 def test_help_explains_every_option():
