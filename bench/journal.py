@@ -38,8 +38,17 @@ STATUS_INCOMPLETE = "incomplete"  # the process died; recovered from its journal
 
 
 def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started; None where it is gone, or a zombie.
+
+    A zombie (killed, its parent not yet reaped it: a CI timeout or an OOM kill that took
+    the parent too) writes nothing more, yet psutil still finds its start time: counted
+    as alive, its journal would wait unpublished until something reaped it.
+    """
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return None
 
@@ -87,6 +96,10 @@ class Journal:
     def add_failure(self, failure: dict) -> None:
         self._write({"kind": "failure", "entry": failure})
 
+    def add_not_run(self, entry: dict) -> None:
+        """A case the plan or the budget left out: ``{case, suite, reason}``."""
+        self._write({"kind": "not_run", "entry": entry})
+
     def add_calibration(self, device: str, dtype: str, gflops: float) -> None:
         self._write({"kind": "calibration", "device": device, "dtype": dtype,
                      "gflops": gflops})
@@ -107,6 +120,7 @@ def read_journal(path: Path) -> dict:
     header: dict = {}
     benchmarks: list[dict] = []
     failures: list[dict] = []
+    not_run: list[dict] = []
     calibration: dict[str, dict[str, float]] = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -121,6 +135,8 @@ def read_journal(path: Path) -> dict:
                 benchmarks.append(record["entry"])
             elif kind == "failure":
                 failures.append(record["entry"])
+            elif kind == "not_run":
+                not_run.append(record["entry"])
             elif kind == "calibration":
                 calibration.setdefault(record["device"], {})[record["dtype"]] = record["gflops"]
     if not header:
@@ -142,6 +158,7 @@ def read_journal(path: Path) -> dict:
         "datetime": header.get("datetime"),
         "version": header.get("version"),
         "fashion_bench_failures": failures,
+        "fashion_bench_not_run": not_run,
         "fashion_bench_status": STATUS_INCOMPLETE,
     }
 

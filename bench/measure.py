@@ -237,33 +237,121 @@ class RoundMonitor:
         return figures
 
 
-def timed_rounds(benchmark, state, device: str, target, *, rounds: int, warmup_rounds: int,
-                 setup=None, args: tuple = (), kwargs: dict | None = None):
-    """``benchmark.pedantic`` with the contention guard and energy meter around each round.
+def size_round(run, target: float, *, whole: int | None = None,
+               whole_max: float | None = None, most: int | None = None) -> tuple[int, float]:
+    """Choose the units of work a round does, so a round lasts at least ``target`` seconds.
 
-    The samples are taken in the (untimed) setup of each round, after the suite's own
-    setup, and once after the last round: they bound the timed calls without adding to
-    them. In an interleaved A/B session (``state.turns``) the setup of each round first
-    hands the turn to the other side and waits for it back, off the clock. Contention
-    and energy go into ``benchmark.extra_info``; returns the target's last result, as
-    pedantic does.
+    ``run(n)`` does ``n`` units (steps, calls) and returns its seconds. Starts from one
+    unit and grows the count from the time measured (as pyperf and asv calibrate loops)
+    until a run lasts ``target``, or ``most`` units are reached. Where ``whole`` is given
+    (an epoch's steps) and ``whole`` units take at most ``whole_max`` seconds, the count
+    is a multiple of ``whole``: an epoch stays an epoch. A unit longer than the target is
+    one unit a round. Returns (units, seconds of the last run); that last run, at the
+    chosen size, is the case's warm-up round.
     """
+    n, seconds = 1, run(1)
+    for _ in range(8):  # two or three runs settle it; bounded all the same
+        per_unit = max(seconds, 1e-9) / n
+        want = max(1, math.ceil(target * 1.05 / per_unit))
+        if whole and per_unit * whole <= max(whole_max or 0.0, target):
+            want = whole * math.ceil(want / whole)
+        if most:
+            want = min(want, most)
+        if want <= n:  # this size lasts the target already, or may not grow
+            return n, seconds
+        n = want
+        seconds = run(n)
+        if seconds >= target:
+            return n, seconds
+    return n, seconds
+
+
+def timed_rounds(benchmark, state, device: str, target, *, rule=None, warmup_rounds: int = 1,
+                 setup=None, args: tuple = (), kwargs: dict | None = None,
+                 round_seconds: float | None = None, rounds: int | None = None,
+                 per_round: float = 1.0):
+    """Time rounds of ``target`` until the figure is known (:mod:`bench.stopping`).
+
+    Each round: the suite's ``setup`` (untimed), in an interleaved A/B session
+    (``state.turns``) the hand-over of the turn, off the clock; the canary
+    (:mod:`bench.canary`); a sample of the contention guard and energy meter; then the
+    timed call of ``target``. After ``warmup_rounds`` untimed rounds, timed rounds run
+    until ``rule`` (default: the session's, ``state.stopping``; ``rounds`` = exactly that
+    many) says stop: converged, this case's share of the budget spent
+    (``state.allowance()``), or its maximum count. Every timed round goes into
+    pytest-benchmark's statistics, as ``benchmark.pedantic`` would put it. The rounds
+    run, the interval reached, why it stopped, the contention, energy and canary go into
+    ``benchmark.extra_info``. Returns the target's last result.
+    """
+    from bench.canary import spread
+    from bench.stopping import StoppingRule
+
+    kwargs = kwargs or {}
+    rule = rule or getattr(state, "stopping", None) or StoppingRule()
+    if rounds is not None:
+        rule = rule.fixed(rounds)
+
+    def arguments():
+        made = setup() if setup else None
+        return made if made else (args, kwargs)
+
+    if benchmark.disabled:  # --benchmark-disable: run once, as pedantic does
+        a, kw = arguments()
+        return target(*a, **kw)
+    if benchmark._mode:  # the same refusal as pytest-benchmark's
+        from pytest_benchmark.fixture import FixtureAlreadyUsed
+
+        raise FixtureAlreadyUsed(f"Fixture can only be used once. Previously it was used in "
+                                 f"{benchmark._mode} mode.")
+    benchmark._mode = "bench.measure.timed_rounds(...)"
+    # pytest-benchmark's own statistics object, as pedantic makes it: the result file,
+    # its comparison and its tables read every round from here.
+    stats = benchmark._make_stats(1)
     monitor = RoundMonitor(device, warmup_rounds, state.energy_meter(device))
     monitor.check_gpu()
     turns = getattr(state, "turns", None)
-
-    def sampled_setup():
-        result = setup() if setup else None
-        if turns is not None:
-            monitor.hand_over(turns)
-        monitor.sample()
-        return result
-
-    result = benchmark.pedantic(target, args=args, kwargs=kwargs, setup=sampled_setup,
-                                rounds=rounds, warmup_rounds=warmup_rounds)
+    canary = state.canary() if hasattr(state, "canary") else None
+    canary_seconds: list[float] = []
+    times: list[float] = []
+    started = getattr(state, "case_started", None) or time.perf_counter()
+    allowance = state.allowance() if hasattr(state, "allowance") else None
+    decision = None
+    result = None
+    try:
+        done = 0
+        while True:
+            a, kw = arguments()
+            if turns is not None:
+                monitor.hand_over(turns)
+            timed = done >= warmup_rounds
+            if canary is not None and timed:
+                canary_seconds.append(canary.time())
+            monitor.sample()
+            begin = time.perf_counter()
+            result = target(*a, **kw)
+            seconds = time.perf_counter() - begin
+            done += 1
+            if not timed:
+                continue
+            stats.update(seconds / per_round)
+            times.append(seconds)
+            decision = rule.decide(times, spent=time.perf_counter() - started,
+                                   allowance=allowance)
+            if decision.stop:
+                break
+    except Exception:
+        benchmark.has_error = True
+        raise
     monitor.sample()
     monitor.check_gpu()
-    benchmark.extra_info.update(monitor.figures(state.max_contention))
+    info = benchmark.extra_info
+    info.update(monitor.figures(state.max_contention))
+    info.update(rounds=len(times), stop_reason=decision.reason,
+                ci_halfwidth=decision.halfwidth if math.isfinite(decision.halfwidth)
+                else None,
+                round_seconds_target=round_seconds,
+                canary_seconds=[round(c, 6) for c in canary_seconds] or None,
+                canary_spread=spread(canary_seconds))
     return result
 
 
@@ -311,6 +399,11 @@ def record(benchmark, case, trainer=None, *, state=None,
     info["peak_rss_bytes"] = peak_rss_bytes()
     if state is not None and state.rss_window:
         info["rss_baseline_bytes"], info["rss_peak_scope"] = state.rss_window
+    started = getattr(state, "case_started", None) if state is not None else None
+    if started is not None:
+        info["case_seconds"] = time.perf_counter() - started
+    if getattr(case, "note", None):
+        info["note"] = case.note
     info["status"] = "ok"
     schema.check_row(info)  # every field declared in the one row schema, with its type
 
