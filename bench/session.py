@@ -277,7 +277,7 @@ def save(config, state: BenchState, exitstatus) -> None:
     workers = worker_results(state)
     failures = state.failures + workers["fashion_bench_failures"] + state.worker_failures
     not_run = state.not_run + workers.get("fashion_bench_not_run", [])
-    if not benchmarks and not workers["benchmarks"] and not failures:
+    if not benchmarks and not workers["benchmarks"] and not failures and not not_run:
         return
     machine_info = bs.get_machine_info()  # recalibrates: see BenchState.recalibrate
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)

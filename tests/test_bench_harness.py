@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import cases as matrix
-from bench import machine
+from bench import machine, schema
 from bench.results import save_run
 from fashion_core.backends import DeviceInfo
 
@@ -113,7 +113,7 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     run = json.loads(files[0].read_text())
     info = run["machine_info"]["fashion_bench"]
     assert files[0].parent.name == info["machine_id"]
-    assert info["data"] == "synthetic" and info["schema"] == 2
+    assert info["data"] == "synthetic" and info["schema"] == 3
     assert run["fashion_bench_status"] == "complete"
     assert not list(results.rglob(".journal-*"))  # the journal is gone once the file is there
     for key in ("machine_id", "tensorflow", "keras", "cuda", "cudnn", "devices",
@@ -144,7 +144,18 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     inference = by_suite["inference"]["extra_info"]
     assert "seconds_per_batch" in inference
     assert inference["test_accuracy"] >= 0.80 and inference["epochs_trained"] >= 1
-    assert len(by_suite["train"]["stats"]["data"]) == 2  # every round kept
+    # Rounds sized by time (0.05 s for the tiny matrix) and run until the figure is known.
+    for row in (train, inference):
+        assert 3 <= row["rounds"] <= 20 and row["stop_reason"] in schema.STOP_REASONS
+        assert row["round_seconds_target"] == 0.05 and row["case_seconds"] > 0
+        assert len(row["canary_seconds"]) == row["rounds"] and row["canary_spread"] >= 0
+        assert row["stop_reason"] != "converged" or row["ci_halfwidth"] <= 0.02
+    assert train["steps_per_round"] >= 1 and inference["calls_per_round"] >= 1
+    for suite in ("train", "inference"):  # every round kept
+        assert len(by_suite[suite]["stats"]["data"]) == by_suite[suite]["extra_info"]["rounds"]
+    assert info["plan"]["cases"] == 2 and info["plan"]["estimate_seconds"] > 0
+    assert info["plan"]["elapsed_seconds"] > 0 and run["fashion_bench_not_run"] == []
+    assert "the plan estimated" in proc.stdout
     assert run["fashion_bench_failures"] == []
     # pytest-benchmark's own tool reads the file.
     compare = subprocess.run(
@@ -152,6 +163,32 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
          "sys.argv[0] = 'pytest-benchmark'; main()", "compare", str(files[0])],
         capture_output=True, text=True, timeout=120)
     assert compare.returncode == 0 and "test_train_epoch" in compare.stdout, compare.stderr
+
+
+@pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
+def test_the_plan_prints_and_runs_nothing_and_a_budget_leaves_out_with_reasons(tmp_path):
+    results = tmp_path / "results"
+    base = [str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
+            "--bench-device", "cpu", "--bench-data", "synthetic", "--bench-results",
+            str(results)]
+    plan = _run_bench([*base, "--bench-plan"], tmp_path)
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    assert "fashion-bench: the plan" in plan.stdout and "estimate: ~" in plan.stdout
+    assert "2 case(s)" in plan.stdout and not list(results.rglob("*.json"))
+    # A budget that holds one case at its minimum: the other is left out up front.
+    proc = _run_bench([*base, "--bench-budget", "1s"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "left out" in proc.stdout
+    [file] = list(results.rglob("*.json"))
+    run = json.loads(file.read_text())
+    assert run["fashion_bench_not_run"]
+    assert all("budget" in n["reason"] and n["suite"] in ("train", "inference")
+               for n in run["fashion_bench_not_run"])
+    ran = {b["extra_info"]["case"] for b in run["benchmarks"]}
+    assert len(ran) + len(run["fashion_bench_not_run"]) == 2
+    assert run["machine_info"]["fashion_bench"]["plan"]["budget_seconds"] == 1.0
+    bad = _run_bench([*base, "--bench-budget", "soon"], tmp_path)
+    assert bad.returncode == 4 and "--bench-budget" in bad.stderr
 
 
 @pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)

@@ -159,6 +159,21 @@ def test_a_reused_pid_does_not_keep_a_journal_alive(tmp_path):
     assert len(journal.recover_orphans([tmp_path])) == 1
 
 
+def test_a_zombie_writer_counts_as_dead(tmp_path):
+    """A killed run whose parent has not reaped it yet: its journal is published at once."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = journal.psutil.Process(child.pid).create_time()
+    try:
+        deadline = time.monotonic() + 30
+        while journal.psutil.Process(child.pid).status() != journal.psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child never ended"
+            time.sleep(0.05)
+        _journal(tmp_path / "machine-a", child.pid, started)
+        assert len(journal.recover_orphans([tmp_path])) == 1
+    finally:
+        child.wait()
+
+
 # -------------------------------------------------------------------------------- lock
 
 def test_the_machine_lock_admits_one_session(tmp_path):

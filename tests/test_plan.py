@@ -1,0 +1,105 @@
+"""The plan: estimates, the budget's leave-outs and shares, durations (no timing)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import cases as matrix
+from bench import plan as planner
+
+pytestmark = pytest.mark.backend_free
+
+PEAK = 130.0  # GFLOP/s, an AVX2 2-core machine's float32 calibration
+
+
+def _estimates(name="full", history=None):
+    return [planner.estimate_case(c, PEAK, history=history)
+            for c in matrix.build_matrix(name, ["cpu"])]
+
+
+def test_durations_parse_and_bad_ones_say_what_to_write():
+    assert planner.parse_duration("45m") == 2700
+    assert planner.parse_duration("1.5h") == 5400
+    assert planner.parse_duration("600") == planner.parse_duration("600s") == 600
+    for bad in ("", "soon", "-5m", "0", "10 weeks"):
+        with pytest.raises(ValueError, match="e.g. 45m"):
+            planner.parse_duration(bad)
+    assert planner.format_duration(45) == "45 s"
+    assert planner.format_duration(750) == "12.5 min"
+
+
+def test_every_case_has_a_positive_estimate_and_whole_trainings_cost_more():
+    estimates = {(e.case.suite, e.case.id): e for e in _estimates()}
+    assert all(e.expected > 0 and e.minimum > 0 for e in estimates.values())
+    tta = estimates[("tta", "cnn-cpu-b128-fp32-noxla")]  # up to 15 epochs
+    train = estimates[("train", "cnn-cpu-b128-fp32-noxla")]  # a few rounds of 0.5 s
+    assert tta.expected > 5 * train.expected
+    # A round lasts the target at least: never less than 0.5 s of timed work a round.
+    assert all(e.round >= 0.5 for e in estimates.values()
+               if e.case.suite in ("train", "inference") and e.rounds_expected)
+
+
+def test_history_replaces_the_model_where_this_machine_ran_the_case(tmp_path):
+    folder = tmp_path / "machine"
+    folder.mkdir()
+    rows = [{"suite": "train", "case": "mlp-cpu-b128-fp32-xla", "case_seconds": s}
+            for s in (9.0, 11.0, 10.0)]
+    rows.append({"suite": "train", "case": "mlp-cpu-b1024-fp32-xla", "case_seconds": 99.0,
+                 "contended": True})  # a spoiled row teaches nothing
+    (folder / "0001_x.json").write_text(json.dumps(
+        {"benchmarks": [{"extra_info": r} for r in rows]}))
+    (folder / "0002_x.json").write_text("{not json")  # passed over
+    history = planner.history_seconds(folder)
+    assert history == {("train", "mlp-cpu-b128-fp32-xla"): 10.0}
+    [known] = [e for e in _estimates("quick", history) if e.case.id == "mlp-cpu-b128-fp32-xla"
+               and e.case.suite == "train"]
+    assert (known.source, known.expected) == ("history", 10.0)
+    scale = planner.model_scale(_estimates("quick", history), history, {"cpu": PEAK})
+    model = planner.estimate_case(known.case, PEAK).expected
+    assert scale == pytest.approx(10.0 / model)
+
+
+def test_a_budget_leaves_out_the_known_slow_and_least_informative_first():
+    estimates = _estimates()
+    everything = planner.make_plan(estimates, None)
+    assert not everything.left_out and len(everything.estimates) == len(estimates)
+    budget = everything.total / 3
+    plan = planner.make_plan(estimates, budget)
+    assert plan.left_out and sum(plan.minimum(e) for e in plan.estimates) <= budget
+    first = plan.left_out[0][0]
+    assert (first.model, first.xla, first.suite) == ("cnn", True, "train")  # known-slow
+    left = {(c.suite, c.id) for c, _ in plan.left_out}
+    kept = {(e.case.suite, e.case.id) for e in plan.estimates}
+    assert not left & kept and len(left) + len(kept) == len(estimates)
+    assert ("train", "mlp-cpu-b128-fp32-xla") in kept  # the headline case stays
+    assert all("budget" in reason for _, reason in plan.left_out)
+    assert any("left out" in line for line in plan.render())
+
+
+def test_the_budget_shares_what_is_left_and_leaves_out_a_case_past_it():
+    estimates = _estimates("quick")
+    plan = planner.make_plan(estimates, budget=100.0)
+    clock = [0.0]
+    budget = planner.Budget(plan, started=0.0)
+    budget_now = planner.time.monotonic
+    planner.time.monotonic = lambda: clock[0]
+    try:
+        first = plan.estimates[0]
+        share, reason = budget.start(first.case)
+        assert reason is None and 0 < share <= 100.0
+        clock[0] = 99.9  # the budget is almost spent
+        share, reason = budget.start(plan.estimates[1].case)
+        assert share is None and "was spent" in reason
+    finally:
+        planner.time.monotonic = budget_now
+    assert planner.Budget(planner.make_plan(estimates, None)).start(first.case) == (None, None)
+
+
+def test_the_full_matrix_measures_the_xla_cpu_cnn_once_with_a_note():
+    cases = matrix.build_matrix("full", ["cpu"])
+    slow = [c for c in cases if c.model == "cnn" and c.xla]
+    assert len(slow) == 1 and slow[0].note and "once" in slow[0].note
+    gpu = [c for c in matrix.build_matrix("full", ["gpu:0"]) if c.model == "cnn" and c.xla]
+    assert len(gpu) > 20  # on a GPU, XLA convolutions are swept like the rest
