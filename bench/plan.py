@@ -191,6 +191,7 @@ class Plan:
     left_out: list[tuple[Case, str]]
     budget: float | None
     scale: float = 1.0  # history's wall times over the model's, for the model's estimates
+    overhead: float = 0.0  # the session's own: framework start, calibrations, saving
 
     def expected(self, estimate: Estimate) -> float:
         return estimate.expected if estimate.source == "history" else (
@@ -202,7 +203,7 @@ class Plan:
 
     @property
     def total(self) -> float:
-        return sum(self.expected(e) for e in self.estimates)
+        return self.overhead + sum(self.expected(e) for e in self.estimates)
 
     def render(self) -> list[str]:
         """The plan as lines: cases and minutes by suite, the total, the budget."""
@@ -243,15 +244,15 @@ def _leave_out_order(estimate: Estimate, minimum: float) -> tuple:
 
 
 def make_plan(estimates: Sequence[Estimate], budget: float | None,
-              scale: float = 1.0) -> Plan:
+              scale: float = 1.0, overhead: float = 0.0) -> Plan:
     """The plan for ``estimates`` under ``budget`` seconds (None: no budget): leave out
     cases, least informative and most expensive first, until the rest fits at their
-    minimum rounds."""
-    plan = Plan(list(estimates), [], budget, scale)
+    minimum rounds. ``overhead``: the session's own seconds (start, calibration, end)."""
+    plan = Plan(list(estimates), [], budget, scale, overhead)
     if budget is None:
         return plan
     order = sorted(plan.estimates, key=lambda e: _leave_out_order(e, plan.minimum(e)))
-    need = sum(plan.minimum(e) for e in plan.estimates)
+    need = overhead + sum(plan.minimum(e) for e in plan.estimates)
     dropped = set()
     for e in order:
         if need <= budget:
@@ -295,7 +296,8 @@ class Budget:
     def remaining(self) -> float | None:
         if self.plan.budget is None:
             return None
-        return self.plan.budget - (time.monotonic() - self.started)
+        # Less the session's end (half its overhead: the second calibration, saving).
+        return self.plan.budget - (time.monotonic() - self.started) - self.plan.overhead / 2
 
     def start(self, case: Case) -> tuple[float | None, str | None]:
         """At the start of ``case``: (its allowance in seconds, None) or (None, the

@@ -17,11 +17,14 @@ import traceback
 import uuid
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import pytest
 
 import fashion_core  # picks the Keras backend when KERAS_BACKEND is unset
+from fashion_core.logs import quiet_tensorflow_log
+
+# TensorFlow's C++ start-up log stays off the terminal unless TF_CPP_MIN_LOG_LEVEL is set
+# (README, "TensorFlow's log"); before anything below imports TensorFlow.
+quiet_tensorflow_log()
 from bench import cases as matrix
 from bench.journal import Journal, recover_orphans
 from bench.measure import wait_for_quiet
@@ -401,7 +404,10 @@ def pytest_collection_modifyitems(session, config, items):
     estimates = [planner.estimate_case(c, peaks[c.device], history=history, **options)
                  for c in by_case]
     scale = planner.model_scale(estimates, history, peaks, options)
-    plan = planner.make_plan(estimates, config.getoption("--bench-budget"), scale)
+    # The session's own time: what it took to get here (framework start, calibration),
+    # about as much again at the end (the second calibration, the result file).
+    overhead = 2 * (time.monotonic() - state.started)
+    plan = planner.make_plan(estimates, config.getoption("--bench-budget"), scale, overhead)
     for case, reason in plan.left_out:
         for item in by_case[case]:
             item.add_marker(pytest.mark.skip(reason=f"left out: {reason}"))
