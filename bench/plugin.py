@@ -177,18 +177,26 @@ def pytest_cmdline_main(config):
 
     The run (one process) is the unit of evidence: runs of unchanged code differ far more
     than the rounds inside one run. Each repeat is a plain pytest process with the same
-    arguments, writing its own result file; the runs share a ``run_group`` id.
+    arguments, writing its own result file; the runs share a ``run_group`` id. A
+    ``--bench-budget`` is for all the runs together: each gets an equal share of what is
+    left when it starts.
     """
     repeat = getattr(config.option, "bench_repeat", 1)
     if repeat <= 1 or os.environ.get(REPEAT_ENV):
         return None
     args = _without_repeat(list(config.invocation_params.args))
     group = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    budget = getattr(config.option, "bench_budget", None)
+    started = time.monotonic()
     worst = 0
     for index in range(1, repeat + 1):
         print(f"fashion-bench: run {index} of {repeat} (run group {group})", flush=True)
         env = dict(os.environ, **{RUN_GROUP_ENV: group, REPEAT_ENV: f"{index}/{repeat}"})
-        code = subprocess.call([sys.executable, "-m", "pytest", *args],
+        share = []
+        if budget is not None:  # the last --bench-budget on the command line wins
+            left = budget - (time.monotonic() - started)
+            share = ["--bench-budget", f"{max(1.0, left / (repeat - index + 1)):.1f}s"]
+        code = subprocess.call([sys.executable, "-m", "pytest", *args, *share],
                                cwd=config.invocation_params.dir, env=env)
         if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
             return code  # Ctrl-C, or an argument no run can accept: stop here
