@@ -1,14 +1,25 @@
-"""Fair verdicts on a change: interleaved A/B runs of two git revisions.
+"""Fair verdicts on a change: interleaved A/B runs of two git revisions, until they settle.
 
 ``python -m bench.ab BASE HEAD [-- PYTEST ARGS...]`` checks BASE and HEAD out into
-worktrees of their own (the working tree is left untouched), then makes ``--pairs`` pairs
-of runs of the selected benchmark cases, each run its own process with its own result
-file under ``--out``. In a pair the BASE and the HEAD session start together and take
-turns round by round (bench.turns): one timed round of BASE, one of HEAD, and so on, only
-one of them ever running. The verdict per case comes from the pairs: the ratio HEAD/BASE
-of each pair's run medians, their geometric mean and a confidence interval (Student's t
-on the log ratios); an "(all cases)" row does the same with each pair's geometric mean
-over its cases.
+worktrees of their own (the working tree is left untouched), then makes pairs of runs of
+the selected benchmark cases, each run its own process with its own result file under
+``--out``. In a pair the BASE and the HEAD session start together and take turns round by
+round (bench.turns): one timed round of BASE, one of HEAD, and so on, only one of them
+ever running. Each case's verdict comes from the pairs: the ratio HEAD/BASE of each
+pair's run medians, their geometric mean and a confidence interval (Student's t on the
+log ratios). After ``--min-pairs`` pairs, more pairs are made for the cases still
+undecided only, until every case has a verdict, ``--max-pairs`` is reached or
+``--budget`` is spent; an "(all cases)" row does the same with each full pair's geometric
+mean over its cases.
+
+The four verdicts, with the interval [low, high] of the ratio and threshold t: *slower*
+(low > 1 + t), *faster* (high < 1 - t), *same* (the whole interval within 1 +/- t: an
+equivalence verdict, as two one-sided tests give it), else *undecided*. Looking again
+after every pair would raise the chance of a wrong verdict with each look, so each look's
+interval is at the confidence ``1 - (1 - 0.99) / L``, L the looks the run may take
+(``max_pairs - min_pairs + 1``): by the union bound, the chance that any look of an
+unchanged case calls it slower or faster stays under 1%, however many pairs are added
+(an alpha-spending rule that spends alpha evenly; it is conservative, never optimistic).
 
 Why pairs, and why turns: the noise that matters is between runs, not between rounds of
 one run. On a shared machine what the other tenants do drifts over seconds to minutes;
@@ -33,17 +44,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.compare import parse_threshold
 from bench.lock import LockBusy, MachineLock
+from bench.report.compare import parse_threshold
 from bench.turns import ENV_FOLDER, ENV_SIDE, Turns, speaks_protocol
 
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
+SLOWER, FASTER, SAME, UNDECIDED = "slower", "faster", "same", "undecided"
+VERDICTS = (SLOWER, FASTER, SAME, UNDECIDED)
 # The quick matrix's train and inference suites. On the 2-core machine the five MLP
-# train cases alone take about 2.7 minutes a pair (two sessions in turns), 13.5 for the
-# five pairs; narrow the selection (-- -k ...) to what a change can touch.
+# train cases alone took about 2.7 minutes a pair (two sessions in turns, fixed rounds);
+# narrow the selection (-- -k ...) to what a change can touch.
 DEFAULT_SELECTION = ["-k", "test_train_epoch or test_inference_throughput"]
-DEFAULT_PAIRS = 5
-# 99%: a case is called slower by chance in about 1 of 200 unchanged comparisons.
+DEFAULT_MIN_PAIRS, DEFAULT_MAX_PAIRS = 3, 10
+# 99% over all the looks: an unchanged case is called slower or faster by chance in at most
+# 1 of 100 comparisons, however many pairs it took.
 CONFIDENCE = 0.99
 #: Runs with contended rows are made again, at most this many times per pair and side.
 MAX_REDO = 2
@@ -53,23 +67,35 @@ LOCK_TIMEOUT = 600.0
 EPILOG = f"""\
 examples:
   python -m bench.ab main HEAD                         # train and inference suites
-  python -m bench.ab v1.2 my-branch --pairs 8 -- -k "mlp and b128"
-  python -m bench.ab HEAD~1 HEAD --fail-slower 5% --out ab-results
+  python -m bench.ab v1.2 my-branch --max-pairs 16 --budget 1h -- -k "mlp and b128"
+  python -m bench.ab HEAD~1 HEAD --fail-slower 5% --require-decided --out ab-results
 
 a pair: a BASE and a HEAD session started together, taking turns round by round
 (only one ever runs), each writing its own result file.
 
-verdict per case: HEAD/BASE time ratio (geometric mean over the pairs) with a
-{CONFIDENCE:.0%} confidence interval. "slower" when the ratio is above 1 + threshold and the
-whole interval lies above 1; "faster" symmetrically; otherwise "no change detected".
-"(all cases)": the same over each pair's geometric mean of its cases. Rows marked
-contended are left out (their pair is made again, up to {MAX_REDO} times).
+verdict per case: HEAD/BASE time ratio (geometric mean over the pairs) with an interval
+[low, high] at {CONFIDENCE:.0%} over all looks (each look at 1 - 1%/L, L = max_pairs -
+min_pairs + 1 looks), against the threshold t (--fail-slower):
+  slower     low > 1 + t           HEAD is slower by more than t
+  faster     high < 1 - t          HEAD is faster by more than t
+  same       1 - t <= low, high <= 1 + t   HEAD is within t of BASE
+  undecided  otherwise: the noise allowed none of the three in the pairs given
+After --min-pairs pairs, more pairs run for the undecided cases only, until none is
+left, --max-pairs, or --budget. "(all cases)": the same over each full pair's geometric
+mean of its cases. Rows marked contended are left out (their pair is made again, up to
+{MAX_REDO} times).
 
 exit status:
-  0  no case slower
-  1  at least one case (or all cases together) slower than --fail-slower
+  0  no case slower (undecided ones listed)
+  1  a case (or all cases together) slower; with --require-decided, also one undecided
   2  misuse: an unknown revision, bad options, a run that could not be made
 """
+
+
+def _duration(text: str) -> float:
+    from bench.plan import parse_duration
+
+    return parse_duration(text)
 
 
 def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -91,43 +117,56 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(t.ppf(0.5 + confidence / 2, df))
 
 
+def look_confidence(confidence: float, looks: int) -> float:
+    """The confidence of each of ``looks`` looks, so that all of them together hold
+    ``confidence`` (Bonferroni: alpha spent evenly over the looks)."""
+    return 1 - (1 - confidence) / max(1, looks)
+
+
 def verdict(ratios: list[float], threshold: float, confidence: float = CONFIDENCE) -> dict:
-    """Geometric-mean ratio, its confidence interval and the verdict from pair ratios."""
+    """Geometric-mean ratio, its interval and one of :data:`VERDICTS` from pair ratios."""
     n = len(ratios)
-    if n == 0:
-        return {"pairs": 0, "ratio": math.nan, "low": math.nan, "high": math.nan,
-                "verdict": "no data"}
     logs = [math.log(r) for r in ratios]
-    mean = sum(logs) / n
+    mean = sum(logs) / n if n else math.nan
     if n < 2:
-        return {"pairs": n, "ratio": math.exp(mean), "low": math.nan, "high": math.nan,
-                "verdict": "inconclusive (one pair)"}
+        return {"pairs": n, "ratio": math.exp(mean) if n else math.nan, "low": math.nan,
+                "high": math.nan, "verdict": UNDECIDED}
     sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
     half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
     ratio, low, high = math.exp(mean), math.exp(mean - half), math.exp(mean + half)
-    if ratio > 1 + threshold and low > 1:
-        result = "slower"
-    elif ratio < 1 - threshold and high < 1:
-        result = "faster"
+    if low > 1 + threshold:
+        result = SLOWER
+    elif high < 1 - threshold:
+        result = FASTER
+    elif low >= 1 - threshold and high <= 1 + threshold:
+        result = SAME
     else:
-        result = "no change detected"
+        result = UNDECIDED
     return {"pairs": n, "ratio": ratio, "low": low, "high": high, "verdict": result}
 
 
 def _run_medians(path: Path) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]]]:
     """{(suite, case): median seconds} of one result file, and the contended keys."""
+    medians, contended, _ = _read_run(path)
+    return medians, contended
+
+
+def _read_run(path: Path) -> tuple[dict, set, dict]:
+    """:func:`_run_medians` and {(suite, case): pytest's test name}, for selecting it."""
     import json
 
     document = json.loads(path.read_text(encoding="utf-8"))
-    medians, contended = {}, set()
+    medians, contended, names = {}, set(), {}
     for row in document.get("benchmarks", []):
         info = row.get("extra_info", {})
         key = (info.get("suite"), info.get("case"))
+        if row.get("name"):
+            names[key] = row["name"]
         if info.get("contended"):
             contended.add(key)
         else:
             medians[key] = float(row["stats"]["median"])
-    return medians, contended
+    return medians, contended, names
 
 
 def _newest(folder: Path, before: set[Path]) -> Path | None:
@@ -140,6 +179,7 @@ class Runner:
 
     def __init__(self, worktree: Path, out: Path, pytest_args: list[str]) -> None:
         self.worktree, self.out, self.pytest_args = worktree, out, pytest_args
+        self.only: list[str] = []  # pytest test names: later pairs run the undecided only
 
     def start(self, turns: Path | None = None, side: str = "") -> subprocess.Popen:
         """Start the side's pytest session; with ``turns``, as ``side`` of a turn folder."""
@@ -149,7 +189,9 @@ class Runner:
             env.update({ENV_FOLDER: str(turns), ENV_SIDE: side})
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", "bench", "--benchmark-only", "-p",
-             "no:cacheprovider", "-q", "--bench-results", str(self.out), *self.pytest_args],
+             "no:cacheprovider", "-q", "--bench-results", str(self.out), *self.pytest_args,
+             # A later -k wins; the names came from this selection's own results.
+             *(["-k", " or ".join(self.only)] if self.only else [])],
             cwd=self.worktree, env=env, stdout=subprocess.DEVNULL)
 
     def result(self, code: int) -> Path | None:
@@ -187,56 +229,97 @@ def _contended(result: Path | None) -> bool:
     return result is not None and bool(_run_medians(result)[1])
 
 
+def interleaved_pair(base: Runner, head: Runner, index: int,
+                     folder: Path) -> tuple[Path, Path]:
+    """One pair: both sessions at once, taking turns round by round; made again while it
+    has contended rows (bounded)."""
+    for attempt in range(MAX_REDO + 1):
+        if attempt:
+            print(f"bench.ab: pair {index} again: contended", flush=True)
+        pair = run_together(base, head, folder / f"turns-{index}-{attempt}")
+        if None in pair:
+            side = "BASE" if pair[0] is None else "HEAD"
+            raise RuntimeError(f"the {side} session of pair {index} failed")
+        if not any(_contended(result) for result in pair):
+            break
+    return pair[0], pair[1]
+
+
+def pair_of_runs(base: Runner, head: Runner, index: int,
+                 folder: Path | None = None) -> tuple[Path, Path]:
+    """One pair: a whole BASE run, then a whole HEAD run; a run with contended rows is
+    made again (bounded)."""
+    pair = []
+    for name, side in (("BASE", base), ("HEAD", head)):
+        for attempt in range(MAX_REDO + 1):
+            if attempt:
+                print(f"bench.ab: pair {index}, {name} again: contended", flush=True)
+            result = side.run()
+            if result is None:
+                raise RuntimeError(f"the {name} run of pair {index} failed")
+            if not _contended(result):
+                break
+        pair.append(result)
+    return pair[0], pair[1]
+
+
 def run_interleaved(base: Runner, head: Runner, pairs: int,
                     folder: Path) -> list[tuple[Path, Path]]:
-    """Each pair: both sessions at once, taking turns round by round; a pair with
-    contended rows is made again (bounded)."""
-    made: list[tuple[Path, Path]] = []
-    begin = time.monotonic()
-    for index in range(1, pairs + 1):
-        for attempt in range(MAX_REDO + 1):
-            left = ""
-            if made:
-                per_pair = (time.monotonic() - begin) / len(made)
-                left = f", about {per_pair * (pairs - len(made)) / 60:.0f} min left"
-            print(f"bench.ab: pair {index} of {pairs}, BASE and HEAD taking turns round by "
-                  f"round{' (again: contended)' if attempt else ''}{left}", flush=True)
-            pair = run_together(base, head, folder / f"turns-{index}-{attempt}")
-            if None in pair:
-                side = "BASE" if pair[0] is None else "HEAD"
-                raise RuntimeError(f"the {side} session of pair {index} failed")
-            if not any(_contended(result) for result in pair) or attempt == MAX_REDO:
-                break
-        made.append((pair[0], pair[1]))
-    return made
+    """``pairs`` interleaved pairs of every selected case."""
+    return [interleaved_pair(base, head, index, folder) for index in range(1, pairs + 1)]
 
 
 def run_pairs(base: Runner, head: Runner, pairs: int) -> list[tuple[Path, Path]]:
-    """BASE, HEAD, BASE, HEAD, ...; a run with contended rows is made again (bounded)."""
+    """BASE, HEAD, BASE, HEAD, ... for ``pairs`` pairs."""
+    return [pair_of_runs(base, head, index) for index in range(1, pairs + 1)]
+
+
+def settle(make_pair, threshold: float, min_pairs: int = DEFAULT_MIN_PAIRS,
+           max_pairs: int = DEFAULT_MAX_PAIRS, budget: float | None = None,
+           confidence: float = CONFIDENCE, clock=time.monotonic,
+           say=lambda text: print(text, flush=True)) -> tuple[list[dict], list, str]:
+    """Pairs until every case has a verdict: (verdict rows, pairs made, why it stopped).
+
+    ``make_pair(index, only)`` makes pair ``index`` of the cases named in ``only`` (pytest
+    test names; empty: every selected case) and returns its (BASE, HEAD) result files.
+    After ``min_pairs``, only the undecided cases run again; it stops when none is left
+    ("settled"), at ``max_pairs``, or when another pair would end past ``budget``
+    seconds. Every look is judged at :func:`look_confidence` over the looks it may take.
+    """
+    level = look_confidence(confidence, max_pairs - min_pairs + 1)
     made: list[tuple[Path, Path]] = []
-    begin = time.monotonic()
-    for index in range(1, pairs + 1):
-        pair = []
-        for name, side in (("BASE", base), ("HEAD", head)):
-            for attempt in range(MAX_REDO + 1):
-                done = 2 * (index - 1) + len(pair)
-                left = ""
-                if done:
-                    per_run = (time.monotonic() - begin) / done
-                    left = f", about {per_run * (2 * pairs - done) / 60:.0f} min left"
-                print(f"bench.ab: pair {index} of {pairs}, {name}"
-                      f"{' (again: contended)' if attempt else ''}{left}", flush=True)
-                result = side.run()
-                if result is None:
-                    raise RuntimeError(f"the {name} run of pair {index} failed")
-                if not _contended(result) or attempt == MAX_REDO:
-                    break
-            pair.append(result)
-        made.append((pair[0], pair[1]))
-    return made
+    names: dict[tuple[str, str], str] = {}
+    only: list[str] = []
+    begin = clock()
+    why = "max-pairs"
+    while len(made) < max_pairs:
+        spent = clock() - begin
+        if made and budget is not None and len(made) >= min_pairs and (
+                spent + spent / len(made) > budget):
+            why = "budget"
+            break
+        left = (f", about {spent / len(made) * (max_pairs - len(made)) / 60:.0f} min at "
+                f"most left" if made else "")
+        say(f"bench.ab: pair {len(made) + 1} (at least {min_pairs}, at most {max_pairs}), "
+            f"{len(only) or 'all'} case(s){left}")
+        pair = make_pair(len(made) + 1, only)
+        made.append(pair)
+        for path in pair:
+            names.update(_read_run(path)[2])
+        if len(made) < min_pairs:
+            continue
+        rows = verdicts(made, threshold, level)
+        open_keys = [(r["suite"], r["case"]) for r in rows
+                     if r["verdict"] == UNDECIDED and r["suite"] != "(all)"]
+        if not open_keys:
+            why = "settled"
+            break
+        only = sorted(names[key] for key in open_keys if key in names)
+    return verdicts(made, threshold, level), made, why
 
 
-def verdicts(made: list[tuple[Path, Path]], threshold: float) -> list[dict]:
+def verdicts(made: list[tuple[Path, Path]], threshold: float,
+             confidence: float = CONFIDENCE) -> list[dict]:
     """One verdict per (suite, case) present in at least one uncontended pair."""
     ratios: dict[tuple[str, str], list[float]] = {}
     left_out: dict[tuple[str, str], int] = {}
@@ -248,34 +331,36 @@ def verdicts(made: list[tuple[Path, Path]], threshold: float) -> list[dict]:
             ratios.setdefault(key, []).append(head[key] / base[key])
     rows = []
     for key in sorted(set(ratios) | set(left_out)):
-        row = verdict(ratios.get(key, []), threshold)
+        row = verdict(ratios.get(key, []), threshold, confidence)
         row.update(suite=key[0], case=key[1], contended_pairs=left_out.get(key, 0))
         rows.append(row)
     overall = _all_cases(made)
     if overall is not None and len(rows) > 1:
-        row = verdict(overall, threshold)
+        row = verdict(overall, threshold, confidence)
         row.update(suite="(all)", case="(all cases)", contended_pairs=0)
         rows.append(row)
     return rows
 
 
 def _all_cases(made: list[tuple[Path, Path]]) -> list[float] | None:
-    """Per pair, the geometric mean of its cases' ratios, over the cases every pair has.
+    """Per full pair, the geometric mean of its cases' ratios, over the cases the first
+    pair has (later pairs that ran only the undecided cases do not count here).
 
     A change that slows every case a little is clearer here than in any one case: the
     noise of separate cases partly cancels. None where the pairs share no case."""
     pairs = [(_run_medians(b)[0], _run_medians(h)[0]) for b, h in made]
-    common = set.intersection(*(set(b) & set(h) for b, h in pairs)) if pairs else set()
+    common = set(pairs[0][0]) & set(pairs[0][1]) if pairs else set()
+    pairs = [(b, h) for b, h in pairs if common <= set(b) & set(h)]
     if not common:
         return None
     return [math.exp(sum(math.log(h[k] / b[k]) for k in common) / len(common))
             for b, h in pairs]
 
 
-def render(rows: list[dict], threshold: float, base: str, head: str) -> str:
+def render(rows: list[dict], threshold: float, base: str, head: str,
+           confidence: float = CONFIDENCE, looks: int = 1, why: str = "") -> str:
     lines = [f"HEAD {head[:10]} against BASE {base[:10]}: time ratio HEAD/BASE (above 1 = "
-             f"slower), geometric mean over pairs, {CONFIDENCE:.0%} interval; threshold "
-             f"{threshold:.0%}", "",
+             f"slower), geometric mean over pairs; threshold {threshold:.0%}", "",
              "| verdict | suite | case | ratio | interval | pairs | left out (contended) |",
              "| --- | --- | --- | ---: | --- | ---: | ---: |"]
     for r in rows:
@@ -285,13 +370,18 @@ def render(rows: list[dict], threshold: float, base: str, head: str) -> str:
                      f"| {r['pairs']} | {r['contended_pairs']} |")
     cases = [r for r in rows if r["suite"] != "(all)"]
     together = [r for r in rows if r["suite"] == "(all)"]
-    slower = [r for r in rows if r["verdict"] == "slower"]
-    lines += ["", f"**{'SLOWER' if slower else 'PASS'}**: "
-                  f"{sum(r['verdict'] == 'slower' for r in cases)} case(s) slower, "
-                  f"{sum(r['verdict'] == 'faster' for r in cases)} faster, "
-                  f"{sum(r['verdict'].startswith('no change') for r in cases)} no change "
-                  f"detected" + "".join(f"; all cases together: {r['verdict']}"
-                                        for r in together)]
+    slower = [r for r in rows if r["verdict"] == SLOWER]
+    undecided = [r["case"] for r in cases if r["verdict"] == UNDECIDED]
+    lines += ["", f"_Interval: {look_confidence(confidence, looks):.2%} for each of up to "
+                  f"{looks} look(s), {confidence:.0%} over all of them. slower: the interval "
+                  f"above {1 + threshold:.2f}; faster: below {1 - threshold:.2f}; same: "
+                  f"within {1 - threshold:.2f}-{1 + threshold:.2f}; undecided: none of "
+                  f"these. (all cases): each full pair's geometric mean over its cases."
+                  + (f" Stopped: {why}." if why else "") + "_",
+              "", f"**{'SLOWER' if slower else 'PASS'}**: "
+                  + ", ".join(f"{sum(r['verdict'] == v for r in cases)} {v}" for v in VERDICTS)
+                  + "".join(f"; all cases together: {r['verdict']}" for r in together)
+                  + (f"; undecided: {', '.join(undecided)}" if undecided else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -305,9 +395,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
                         help="case selection for pytest, after -- (default: "
                              + " ".join(DEFAULT_SELECTION) + ")")
-    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, metavar="N",
-                        help=f"BASE/HEAD pairs to run (default: {DEFAULT_PAIRS}; at least 2 "
-                             f"for an interval)")
+    parser.add_argument("--min-pairs", type=int, default=DEFAULT_MIN_PAIRS, metavar="N",
+                        help=f"pairs of every selected case before any verdict (default: "
+                             f"{DEFAULT_MIN_PAIRS}; at least 2 for an interval)")
+    parser.add_argument("--max-pairs", type=int, default=DEFAULT_MAX_PAIRS, metavar="N",
+                        help=f"pairs at most: after --min-pairs, pairs run the undecided "
+                             f"cases only (default: {DEFAULT_MAX_PAIRS})")
+    parser.add_argument("--pairs", type=int, default=None, metavar="N",
+                        help="exactly N pairs of every case (--min-pairs N --max-pairs N)")
+    parser.add_argument("--budget", type=_duration, default=None, metavar="DURATION",
+                        help="add no pair that would end past this much time, e.g. 30m, "
+                             "1.5h (default: none; --max-pairs bounds the run)")
+    parser.add_argument("--require-decided", action="store_true",
+                        help="exit 1 also when a case is still undecided (a strict gate)")
     parser.add_argument("--fail-slower", type=parse_threshold, default=0.05,
                         metavar="THRESHOLD", help="how much slower counts: 5%% or 0.05 "
                                                   "(default: 5%%)")
@@ -333,8 +433,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)} (pytest's options go "
                      f"after --, e.g. python -m bench.ab main HEAD -- -k mlp)")
     args.pytest_args = [*args.pytest_args, *passed]
-    if args.pairs < 1:
-        parser.error("--pairs must be at least 1")
+    if args.pairs is not None:
+        if args.pairs < 1:
+            parser.error("--pairs must be at least 1")
+        args.min_pairs = args.max_pairs = args.pairs
+    if args.min_pairs < 1 or args.max_pairs < args.min_pairs:
+        parser.error(f"need 1 <= --min-pairs ({args.min_pairs}) <= --max-pairs "
+                     f"({args.max_pairs})")
     # SIGTERM ends the run like Ctrl-C: sessions stopped, worktrees removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     repo = args.repo.resolve()
@@ -365,26 +470,39 @@ def main(argv: list[str] | None = None) -> int:
             print("bench.ab: a revision predates this way of taking turns round by round: "
                   "whole runs alternate instead (--interleave runs)", flush=True)
             interleave = "runs"
+        one_pair = interleaved_pair if interleave == "rounds" else pair_of_runs
+
+        def make_pair(index: int, only: list[str]) -> tuple[Path, Path]:
+            for runner in runners:
+                runner.only = only
+            return one_pair(runners[0], runners[1], index, scratch)
+
+        lock = MachineLock() if interleave == "rounds" else None
         try:
-            if interleave == "rounds":
-                lock = MachineLock()
+            if lock is not None:
                 lock.acquire(LOCK_TIMEOUT, say=lambda text: print(text, flush=True))
-                try:
-                    made = run_interleaved(runners[0], runners[1], args.pairs, scratch)
-                finally:
+            try:
+                rows, _, why = settle(make_pair, args.fail_slower, args.min_pairs,
+                                      args.max_pairs, args.budget)
+            finally:
+                if lock is not None:
                     lock.release()
-            else:
-                made = run_pairs(runners[0], runners[1], args.pairs)
         except (RuntimeError, LockBusy) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
-        rows = verdicts(made, args.fail_slower)
-        text = render(rows, args.fail_slower, base, head)
+        text = render(rows, args.fail_slower, base, head,
+                      looks=args.max_pairs - args.min_pairs + 1, why=why)
         out.mkdir(parents=True, exist_ok=True)
         (out / "VERDICT.md").write_text(text, encoding="utf-8")
         print(text, end="")
         print(f"bench.ab: result files and VERDICT.md in {out}")
-        return EXIT_SLOWER if any(r["verdict"] == "slower" for r in rows) else EXIT_OK
+        if any(r["verdict"] == SLOWER for r in rows):
+            return EXIT_SLOWER
+        if args.require_decided and any(r["verdict"] == UNDECIDED for r in rows):
+            print("bench.ab: --require-decided: undecided case(s); exit status 1",
+                  file=sys.stderr)
+            return EXIT_SLOWER
+        return EXIT_OK
     finally:
         for tree in trees:
             _git("worktree", "remove", "--force", str(tree), cwd=repo)

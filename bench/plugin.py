@@ -121,6 +121,11 @@ def pytest_addoption(parser):
                          "sweeps first, the most expensive first), each case gets a share "
                          "of what is left, and a case that would start past the budget is "
                          "left out; the report lists them under 'Not run'. Default: none")
+    group.addoption("--bench-case-time", type=_positive_seconds, default=60.0,
+                    metavar="SECONDS",
+                    help="a case adds no timed round past this much of its own time, once "
+                         "its minimum rounds are done (stop_reason 'budget'), as asv's "
+                         "timeout bounds a benchmark (default: 60)")
     group.addoption("--bench-plan", action="store_true",
                     help="print the plan (the cases by suite, the estimated time, what a "
                          "--bench-budget leaves out) and run nothing")
@@ -555,13 +560,14 @@ def pytest_runtest_setup(item):
         state = state_of(item.config)
         case = item.callspec.params["case"]
         state.case_started = time.perf_counter()
-        state.case_allowance = None
+        state.case_allowance = item.config.getoption("--bench-case-time")
         if state.budget is not None and _timing(item.config):
             allowance, reason = state.budget.start(case)
             if reason:
                 state.leave_out(case, reason)
                 pytest.skip(f"left out: {reason}")
-            state.case_allowance = allowance
+            if allowance is not None:
+                state.case_allowance = min(allowance, state.case_allowance)
         state.rss_window = reset_peak_rss()
 
 

@@ -114,24 +114,27 @@ def train(config: TrainConfig, dataset: Dataset, *, trainer=None, chunks: int = 
           progress: ProgressFn | None = None,
           on_epoch: Callable[[EpochResult], None] | None = None,
           target_accuracy: float | None = None, stop_at_target: bool = False,
-          evaluate: bool = True) -> TrainResult:
+          evaluate: bool = True,
+          stop_when: Callable[[EpochResult], bool] | None = None) -> TrainResult:
     """Train ``config.epochs`` epochs, evaluating on the test set after each.
 
     ``target_accuracy`` records the wall time (compile included) until the test accuracy
     first reaches it; ``stop_at_target`` ends training there (time-to-accuracy runs).
+    ``stop_when``, called after each epoch, ends training early when it returns True
+    (a time budget).
     """
     start = time.perf_counter()
     if trainer is not None:
         return _train(config, dataset, trainer, start, chunks, progress, on_epoch,
-                      target_accuracy, stop_at_target, evaluate)
+                      target_accuracy, stop_at_target, evaluate, stop_when)
     # A trainer made here is released here: nothing else can reach it afterwards.
     with make_trainer(config, dataset) as own:
         return _train(config, dataset, own, start, chunks, progress, on_epoch,
-                      target_accuracy, stop_at_target, evaluate)
+                      target_accuracy, stop_at_target, evaluate, stop_when)
 
 
 def _train(config, dataset, trainer, start, chunks, progress, on_epoch, target_accuracy,
-           stop_at_target, evaluate) -> TrainResult:
+           stop_at_target, evaluate, stop_when=None) -> TrainResult:
     compile_seconds = trainer.compile()
     rng = np.random.default_rng(config.seed)
     epochs: list[EpochResult] = []
@@ -150,6 +153,8 @@ def _train(config, dataset, trainer, start, chunks, progress, on_epoch, target_a
             reached_at = time.perf_counter() - start
             if stop_at_target:
                 break
+        if stop_when is not None and stop_when(result):
+            break
     return TrainResult(config, trainer.backend, trainer.device.name, trainer.device.model,
                        trainer.jit, dataset.source, compile_seconds, epochs,
                        time.perf_counter() - start, reached_at,

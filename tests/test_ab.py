@@ -31,15 +31,79 @@ def _ratios(rng, n: int, change: float, noise: float) -> list[float]:
     return list(change * np.exp(rng.normal(0, noise, n)))
 
 
-def test_a_slowdown_is_flagged_and_unchanged_code_is_not():
+def test_the_four_verdicts_from_the_interval_against_the_threshold():
     rng = np.random.default_rng(0)
     # Pairs of back-to-back runs agree within a few percent; B adds 15%.
-    assert ab.verdict(_ratios(rng, 5, 1.15, 0.03), 0.05)["verdict"] == "slower"
-    assert ab.verdict(_ratios(rng, 5, 0.80, 0.03), 0.05)["verdict"] == "faster"
+    assert ab.verdict(_ratios(rng, 8, 1.15, 0.02), 0.05)["verdict"] == "slower"
+    assert ab.verdict(_ratios(rng, 8, 0.80, 0.02), 0.05)["verdict"] == "faster"
+    assert ab.verdict(_ratios(rng, 8, 1.00, 0.01), 0.05)["verdict"] == "same"
+    assert ab.verdict(_ratios(rng, 5, 1.00, 0.10), 0.05)["verdict"] == "undecided"
+    assert ab.verdict([1.3], 0.05)["verdict"] == "undecided"  # one pair: no interval
+    # A ratio past the threshold whose interval still reaches below it is not "slower".
+    row = ab.verdict([1.02, 1.10, 1.06], 0.05)
+    assert row["low"] < 1.05 < row["ratio"] and row["verdict"] == "undecided"
     slower = sum(ab.verdict(_ratios(rng, 5, 1.0, 0.05), 0.05)["verdict"] == "slower"
                  for _ in range(300))
-    assert slower <= 6  # A against A: about 1 in 200 by chance, at 99% confidence
-    assert ab.verdict([1.3], 0.05)["verdict"].startswith("inconclusive")
+    assert slower <= 3  # A against A: under 1 in 100 by chance, at 99% confidence
+    assert ab.look_confidence(0.99, 8) == pytest.approx(1 - 0.01 / 8)
+
+
+def _fake_pairs(tmp_path, ratio_of, seed: int, clock=None, seconds: float = 1.0):
+    """make_pair for settle(): result files whose HEAD/BASE ratio of case c is
+    ``ratio_of[c]`` times lognormal noise; records which cases each pair ran."""
+    rng = np.random.default_rng(seed)
+    ran = []
+
+    def make_pair(index, only):
+        cases = [c for c in ratio_of if not only or f"test_train_epoch[{c}]" in only]
+        ran.append(cases)
+        if clock is not None:
+            clock[0] += seconds
+        level = np.exp(rng.normal(0, 0.2))  # the machine's drift: both sides alike
+        base = {c: level for c in cases}
+        head = {c: level * ratio_of[c][0] * np.exp(rng.normal(0, ratio_of[c][1]))
+                for c in cases}
+        return (_result(tmp_path / f"s{seed}" / f"base{index}", base),
+                _result(tmp_path / f"s{seed}" / f"head{index}", head))
+
+    return make_pair, ran
+
+
+def test_pairs_are_added_for_the_undecided_cases_only_until_each_settles(tmp_path):
+    make_pair, ran = _fake_pairs(tmp_path, {"fast": (0.7, 0.01), "same": (1.0, 0.005),
+                                            "slow": (1.2, 0.05), "noisy": (1.0, 0.5)}, 1)
+    rows, made, why = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10, say=lambda _: 0)
+    verdicts = {r["case"]: r["verdict"] for r in rows}
+    assert verdicts["fast"] == "faster" and verdicts["same"] == "same"
+    assert verdicts["noisy"] == "undecided"  # never settles: stops at max-pairs, listed
+    assert why == "max-pairs" and len(made) == 10
+    assert all(len(cases) == 4 for cases in ran[:3])  # every case until the minimum
+    assert ran[-1] == ["noisy"] or set(ran[-1]) <= {"noisy", "slow"}
+    assert {r["case"]: r["pairs"] for r in rows}["noisy"] == 10
+    assert {r["case"]: r["pairs"] for r in rows}["fast"] == 3
+    text = ab.render(rows, 0.05, "a" * 40, "b" * 40, looks=8, why=why)
+    assert "undecided: noisy" in text and "Stopped: max-pairs" in text
+    assert all(line.split(" | ")[0].lstrip("| ") in ab.VERDICTS
+               for line in text.splitlines()[4:4 + len(rows)])
+
+
+def test_a_against_a_does_not_drift_into_slower_as_pairs_are_added(tmp_path):
+    wrong, same = 0, 0
+    for seed in range(60):
+        make_pair, _ = _fake_pairs(tmp_path, {"a": (1.0, 0.06), "b": (1.0, 0.03)}, seed)
+        rows, _, _ = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10, say=lambda _: 0)
+        wrong += sum(r["verdict"] in ("slower", "faster") for r in rows)
+        same += sum(r["verdict"] == "same" for r in rows)
+    assert wrong <= 1  # 180 verdicts (with all cases), 1% allowed in all: about 1.8
+    assert same > 60  # and most of them do settle as "same"
+
+
+def test_the_budget_stops_adding_pairs(tmp_path):
+    clock = [0.0]
+    make_pair, ran = _fake_pairs(tmp_path, {"noisy": (1.0, 0.5)}, 2, clock, seconds=60.0)
+    rows, made, why = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=50, budget=300.0,
+                                clock=lambda: clock[0], say=lambda _: 0)
+    assert why == "budget" and len(made) == 5 and clock[0] <= 300.0
 
 
 def _result(folder, medians: dict, contended=()):
@@ -85,7 +149,8 @@ def test_pairs_alternate_redo_contended_runs_and_judge_each_case(tmp_path, capsy
 def test_help_explains_the_verdict_and_exit_status():
     out = subprocess.run([sys.executable, "-m", "bench.ab", "--help"], capture_output=True,
                          text=True, cwd=ROOT).stdout
-    assert "exit status:" in out and "no change detected" in out and "--pairs" in out
+    assert "exit status:" in out and "undecided" in out and "--max-pairs" in out
+    assert "--require-decided" in out and "--budget" in out and "look" in out
 
 
 @pytest.mark.parametrize("pairs", ["0", "-1"])
@@ -98,18 +163,18 @@ def test_bad_pairs_are_refused(pairs):
 def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_pairs(base, head, pairs, *folder):
-        seen.update(base=base.pytest_args, head=head.pytest_args, pairs=pairs)
+    def fake_pair(base, head, index, *folder):
+        seen.update(base=base.pytest_args, head=head.pytest_args, pairs=index)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(ab, "run_pairs", fake_pairs)
-    monkeypatch.setattr(ab, "run_interleaved", fake_pairs)
+    monkeypatch.setattr(ab, "pair_of_runs", fake_pair)
+    monkeypatch.setattr(ab, "interleaved_pair", fake_pair)
     code = ab.main(["HEAD", "HEAD", "--pairs", "3", "--repo", str(ROOT), "--out",
                     str(tmp_path / "out"), "--", "-k", "mlp and b128", "--bench-matrix",
                     "ci"])
     assert code == 2 and "stop here" in capsys.readouterr().err
     assert seen == {"base": ["-k", "mlp and b128", "--bench-matrix", "ci"],
-                    "head": ["-k", "mlp and b128", "--bench-matrix", "ci"], "pairs": 3}
+                    "head": ["-k", "mlp and b128", "--bench-matrix", "ci"], "pairs": 1}
 
 
 def test_pytest_options_without_double_dash_are_refused_with_the_fix():
@@ -131,7 +196,7 @@ def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "BASE and HEAD taking turns round by round" in printed
-    assert "inconclusive (one pair)" in printed
+    assert "| undecided |" in printed  # one pair: no interval
     for side in ("base", "head"):
         results = sorted((out / side).rglob("[0-9]*.json"))  # more where a pair was redone
         rows = json.loads(results[-1].read_text())["benchmarks"]
@@ -139,13 +204,14 @@ def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
 
 
 def test_all_cases_together_see_a_small_change_every_case_shares(tmp_path):
-    """Each case alone is too noisy to call +8% at 99%; their mean over five cases is not."""
+    """Each case alone is too noisy to call +15% slower at 99%; their mean over five
+    cases is not."""
     rng = np.random.default_rng(3)
     made = []
-    for pair in range(5):
+    for pair in range(10):
         sides = []
-        for name, factor in (("base", 1.0), ("head", 1.08)):
-            medians = {f"c{i}": factor * np.exp(rng.normal(0, 0.06)) for i in range(5)}
+        for name, factor in (("base", 1.0), ("head", 1.15)):
+            medians = {f"c{i}": factor * np.exp(rng.normal(0, 0.085)) for i in range(5)}
             sides.append(_result(tmp_path / f"{name}{pair}", medians))
         made.append(tuple(sides))
     rows = {r["case"]: r for r in ab.verdicts(made, 0.05)}

@@ -23,12 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import compare, schema, tables
-from bench import text as text_module
-from bench.compare import run_spread
-from bench.loader import WarningLog, load_results
-from bench.report import build_report, main, relative_to
-from bench.selection import current_failures, select_newest, select_runs
+from bench import schema
+from bench.report import compare, tables
+from bench.report import text as text_module
+from bench.report.cli import build_report, main, relative_to
+from bench.report.compare import run_spread
+from bench.report.loader import WarningLog, load_results
+from bench.report.selection import current_failures, select_newest, select_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESULTS = FIXTURES / "results"
@@ -613,7 +614,7 @@ def _foreign(path: Path) -> None:
 
 def _newer_schema(path: Path) -> None:
     document = json.loads((RESULTS / AMD / "0001_20261120-070000.json").read_text())
-    document["machine_info"]["fashion_bench"]["schema"] = 3  # schema 2 is read since #9
+    document["machine_info"]["fashion_bench"]["schema"] = schema.SCHEMA + 1
     path.write_text(json.dumps(document))
 
 
@@ -648,8 +649,9 @@ BAD_INPUTS = {
     "not JSON": (lambda p: p.write_text("this is not json {"), "is not JSON"),
     "binary": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe"), "is not JSON"),
     "foreign": (_foreign, "some other project"),
-    "newer schema": (_newer_schema, "newer schema 3 (this report reads schemas 1-2): "
-                                    "written by a newer fashion-bench; update"),
+    "newer schema": (_newer_schema, f"newer schema {schema.SCHEMA + 1} (this report reads "
+                                    f"schemas 1-{schema.SCHEMA}): written by a newer "
+                                    "fashion-bench; update"),
     "unknown schema": (_unknown_schema, "older/unknown schema"),
     "missing fields": (_missing_fields, "older/unknown schema"),
     "wrong types": (_wrong_types, "older/unknown schema"),
@@ -779,7 +781,7 @@ def test_help_explains_every_option(capsys):
 def test_reference_table_puts_each_reference_beside_the_compiled_step():
     import pandas as pd
 
-    from bench.tables import REFERENCE_LOOPS, render
+    from bench.report.tables import REFERENCE_LOOPS, render
 
     common = {"label": "m/cpu", "model": "mlp", "batch_size": 128, "precision": "fp32",
               "backend": "tensorflow"}
@@ -951,7 +953,7 @@ def test_whole_schema2_report_matches_expected(tmp_path, capsys):
 
 
 def test_report_and_gate_recover_orphaned_journals_first(tmp_path, capsys, monkeypatch):
-    import bench.report as report_module
+    import bench.report.cli as report_module
 
     calls = []
 
@@ -1101,7 +1103,7 @@ def _history_files(folder: Path, step_at: int | None, commits: int = 8, runs: in
 
 
 def test_history_finds_a_30_percent_step_at_its_commit(tmp_path):
-    from bench.history import find_steps, history_frame
+    from bench.report.history import find_steps, history_frame
 
     history = history_frame(load_results([_history_files(tmp_path, step_at=5)], WarningLog()))
     assert list(history.drop_duplicates("position")["commit"]) == [
@@ -1115,7 +1117,7 @@ def test_history_finds_a_30_percent_step_at_its_commit(tmp_path):
 
 
 def test_history_of_flat_noisy_runs_finds_no_step(tmp_path):
-    from bench.history import find_steps, history_frame
+    from bench.report.history import find_steps, history_frame
 
     for seed in range(3):
         folder = _history_files(tmp_path / str(seed), step_at=None, run_noise=0.10, seed=seed)
@@ -1145,3 +1147,68 @@ def test_history_over_one_commit_draws_and_finds_no_step(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # a history reads PATHS, not two sides
         main(["--history", "--compare", str(RESULTS), str(RESULTS)])
     assert exit_info.value.code == 2
+
+
+# --------------------------------------------------------------------------- schema 3
+
+def _schema3_runs(folder: Path) -> list[Path]:
+    """Two runs of one machine in schema 3: a budget-stopped row, a contended one, rows
+    with the canary's list, a plan and a left-out case."""
+    paths = []
+    for number in (1, 2):
+        rows = [make_fixtures.make_benchmark(extra(
+            AMD, f"mlp-cpu-b{batch}-fp32-xla", suite="inference", batch=batch,
+            samples_per_second=10_000.0 * batch ** 0.5 * (1 + 0.1 * number), rounds=5,
+            ci_halfwidth=0.061 if batch == 1024 else 0.012,
+            stop_reason="budget" if batch == 1024 else "converged",
+            contended=batch == 128, canary_seconds=[0.002, 0.0021, 0.0019, 0.002, 0.002],
+            canary_spread=0.1, calls_per_round=4, case_seconds=3.5),
+            [0.05 * number, 0.051 * number, 0.049 * number, 0.05 * number, 0.05 * number])
+            for batch in (1, 128, 1024)]
+        path = write_run(folder, AMD, f"2026-12-0{number}T10:00:00+00:00", rows,
+                         name=f"000{number}_run.json")
+        document = json.loads(path.read_text())
+        document["machine_info"]["fashion_bench"].update(schema=3, plan={
+            "cases": 4, "left_out": 1, "estimate_seconds": 300.0, "budget_seconds": 600.0,
+            "elapsed_seconds": 270.0, "precision_target": 0.02, "round_seconds": 0.5})
+        document["fashion_bench_not_run"] = [{
+            "case": "cnn-cpu-b128-fp32-xla", "suite": "train",
+            "reason": "over the budget of 10.0 min: the plan fits without it"}]
+        path.write_text(json.dumps(document))
+        paths.append(path)
+    return paths
+
+
+def test_schema3_marks_budget_figures_lists_not_run_and_states_both_spreads(tmp_path, capsys):
+    _schema3_runs(tmp_path / "res")
+    results = load_results([tmp_path / "res"], WarningLog())
+    assert results.benchmarks["canary_seconds"].map(len).tolist() == [5] * 6  # lists kept
+    code, out, err = run_cli(capsys, tmp_path / "res", "--out", tmp_path / "report")
+    assert code == 0 and warning_lines(err) == [], err
+    report = (tmp_path / "report" / "REPORT.md").read_text()
+    budget_cells = [line for line in report.splitlines() if "| 1,024 |" in line
+                    and "Inference" not in line]
+    assert any("±6.1%§" in line for line in budget_cells), budget_cells
+    assert "§ = stopped on the budget" in report and "† = contended" in report
+    section = report.split("## Not run", 1)[1].split("##", 1)[0]
+    assert "cnn-cpu-b128-fp32-xla" in section and "over the budget of 10.0 min" in section
+    assert "est. 5.0 min, took 4.5 min, budget 10.0 min, 1 left out" in report
+    spread = report.split("## Run-to-run spread", 1)[1].split("##", 1)[0]
+    assert "±1.2%" in spread and "within a run" in spread  # beside the run-to-run spread
+    assert (tmp_path / "report" / "throughput_vs_batch.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_lines_flag_the_points_the_tables_mark(tmp_path):
+    from bench.report.plots import throughput_lines
+
+    _schema3_runs(tmp_path / "res")
+    frame = select_runs(load_results([tmp_path / "res"], WarningLog()).benchmarks, False)
+    [line] = throughput_lines(frame, "inference")
+    assert line["batch_sizes"] == [1, 128, 1024]
+    assert line["spoiled"] == [False, True, False] and line["budget"] == [False, False, True]
+
+
+def test_a_schema2_file_has_no_plan_and_nothing_left_out(results_v2):
+    runs = load_results([RESULTS_V2], WarningLog()).runs
+    assert all(run.plan is None and run.not_run == [] for run in runs)
+    assert tables.render(tables.NOT_RUN, runs) is None

@@ -3,7 +3,7 @@
 Report mode reads result files (``results/`` by default), prints the comparison
 tables and writes REPORT.md, report.csv and three PNG plots. Gate mode
 (``--compare OLD NEW``) compares two sets of runs and exits 1 on a regression. History
-mode (``--history``, :mod:`bench.history`) draws each case over commits and lists the
+mode (``--history``, :mod:`bench.report.history`) draws each case over commits and lists the
 commits where one stepped. All first publish the journals of bench sessions that died
 under the paths they read (:func:`bench.journal.recover_orphans`), so a killed run is
 reported, marked incomplete.
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import tables
 from bench.atomic import write_atomic
-from bench.compare import (
+from bench.journal import recover_orphans
+from bench.report import tables
+from bench.report.compare import (
     ALPHA,
     EXIT_BAD_INPUT,
     OVERALL_ALPHA,
@@ -29,12 +30,11 @@ from bench.compare import (
     run_gate,
     run_spread,
 )
-from bench.history import WINDOW, find_steps, history_frame, render_history
-from bench.journal import recover_orphans
-from bench.loader import ResultSet, WarningLog, load_results
-from bench.plots import write_history_plots, write_plots
-from bench.selection import current_failures, select_runs, selection_phrase, spoiled_mask
-from bench.text import escape
+from bench.report.history import WINDOW, find_steps, history_frame, render_history
+from bench.report.loader import ResultSet, WarningLog, load_results
+from bench.report.plots import write_history_plots, write_plots
+from bench.report.selection import current_failures, select_runs, selection_phrase, spoiled_mask
+from bench.report.text import escape
 
 DEFAULT_RESULTS = Path("results")
 REPORT_MD = "REPORT.md"
@@ -258,7 +258,7 @@ def relative_to(frame: pd.DataFrame, requested: str | None) -> tuple[str | None,
 
 def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | None,
                  all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
-    """REPORT.md: intro, notes, then every table of :mod:`bench.tables` with something to
+    """REPORT.md: intro, notes, then every table of :mod:`bench.report.tables` with something to
     show, and the warnings. ``selected``: the rows the case tables show (select_runs)."""
     machine_ids = sorted({run.machine_id for run in results.runs})
     labels, runs = selected["label"].nunique() if not selected.empty else 0, len(results.runs)
@@ -280,6 +280,7 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         tables.REFERENCE_LOOPS, tables.ENERGY, *(tables.other_suite(name, selected) for name in
         sorted(set(selected.get("suite", [])) - set(tables.DEDICATED_SUITES))))]
     sections += [(tables.SPREAD, run_spread(results.benchmarks)),
+                 (tables.NOT_RUN, (results.runs, all_runs)),
                  (tables.FAILURES, current_failures(results, all_runs))]
     parts = intro + [f"## {table.title}\n\n{text}" for table, data in sections
                      if (text := tables.render(table, data, reference, all_runs)) is not None]
@@ -381,7 +382,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_STRICT
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

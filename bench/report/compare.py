@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.loader import CASE_KEY, ResultSet, WarningLog, load_results
-from bench.selection import spoiled_mask
-from bench.text import (
+from bench.report.loader import CASE_KEY, ResultSet, WarningLog, load_results
+from bench.report.selection import spoiled_mask
+from bench.report.text import (
     NO_VALUE,
     first_line,
     format_run_spread,
@@ -261,17 +261,24 @@ def run_spread(frame: pd.DataFrame) -> pd.DataFrame:
     The unit is a run (one process): its median time per round, as the gate sees it;
     contended and concurrent rows are left out. Columns: machine_id, suite, case, label,
     runs, fastest, median, slowest and spread = slowest / fastest - 1, the figure a 10%
-    threshold is held against.
+    threshold is held against; and ``within``, the median over those runs of the 99%
+    interval each run reached on its own (``ci_halfwidth``, schema 3; NaN before), so the
+    precision one run claims stands beside what separate runs show.
     """
     usable = frame[~spoiled_mask(frame)] if not frame.empty else frame
     labels = {tuple(row[:3]): row[3] for row in usable[CASE_KEY + ["label"]].to_numpy()} \
         if not usable.empty else {}
+    within: dict[tuple, float] = {}
+    if not usable.empty and "ci_halfwidth" in usable:
+        for key, rows in usable.groupby(CASE_KEY)["ci_halfwidth"]:
+            values = rows.dropna()
+            within[tuple(key)] = float(values.median()) if len(values) else math.nan
     rows = [[*key, labels[key], len(runs), min(runs), statistics.median(runs), max(runs),
-             _spread(runs)] for key, runs in sorted(
+             _spread(runs), within.get(tuple(key), math.nan)] for key, runs in sorted(
                  (key, list(by_run.values())) for key, by_run in _run_medians(usable).items())
             if len(runs) >= 2]
     return pd.DataFrame(rows, columns=["machine_id", "suite", "case", "label", "runs",
-                                       "fastest", "median", "slowest", "spread"])
+                                       "fastest", "median", "slowest", "spread", "within"])
 
 
 def _row(status: str, key: tuple, old: Sequence[float] = (), new: Sequence[float] = (),

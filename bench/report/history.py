@@ -10,7 +10,7 @@ A case *stepped* at a commit when the runs from that commit on differ from the r
 before it beyond the threshold and the run-to-run noise. For each commit ``k`` after the
 first, *before* holds the run medians of up to :data:`WINDOW` commits ending just before
 ``k`` and *after* those of up to :data:`WINDOW` commits starting at ``k``; they are judged
-as the gate judges OLD and NEW (:func:`bench.compare.judge`): the ratio of their medians
+as the gate judges OLD and NEW (:func:`bench.report.compare.judge`): the ratio of their medians
 beyond the threshold **and** a one-sided t-test on the logarithms, whose pooled variance
 is the run-to-run spread of both windows, at p below ``ALPHA`` / N, N the tests made on the
 machine (each case at each commit after its first): unchanged code shows a false step
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.compare import ALPHA, judge
-from bench.loader import CASE_KEY, ResultSet
-from bench.selection import spoiled_mask
-from bench.text import NO_VALUE, format_seconds, markdown_table
+from bench.report.compare import ALPHA, judge
+from bench.report.loader import CASE_KEY, ResultSet
+from bench.report.selection import spoiled_mask
+from bench.report.text import NO_VALUE, format_seconds, markdown_table
 
 #: Commits each side of a commit whose runs are compared.
 WINDOW = 3

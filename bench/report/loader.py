@@ -69,6 +69,13 @@ class Run:
     repeat: str | None = None
     commit: str | None = None
     commit_time: pd.Timestamp | None = None
+    not_run: list[dict] = dataclasses.field(default_factory=list)  # left out (schema 3)
+
+    @property
+    def plan(self) -> dict | None:
+        """The run's plan (schema 3): its estimate, budget and the time it took."""
+        plan = self.machine.get("plan")
+        return plan if isinstance(plan, dict) else None
 
 
 @dataclasses.dataclass
@@ -136,9 +143,12 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
     failures += [{"suite": b["extra_info"]["suite"], "case": b["extra_info"]["case"],
                   "name": b.get("name"), "error": f"status {b['extra_info']['status']}"}
                  for b in failed]
-    if not benchmarks and not failures:
+    not_run = [{key: "" if n.get(key) is None else str(n[key])
+                for key in ("suite", "case", "reason")}
+               for n in document.get("fashion_bench_not_run", [])]
+    if not benchmarks and not failures and not not_run:
         return log.warn(path, "holds no benchmarks and no failures; skipped")
-    if not benchmarks:
+    if not benchmarks and failures:
         log.warn(path, f"every case failed ({len(failures)} failure"
                        f"{'s' if len(failures) != 1 else ''}; listed in the report)")
     # The run's time: its datetime, else the stamp in the file's name, else the file's mtime.
@@ -155,7 +165,8 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
                f"{repeat[0]}/{repeat[1]}" if isinstance(repeat, list) and len(repeat) == 2
                else None, str(commit["id"]) + "+" * bool(commit.get("dirty"))
                if commit.get("id") else None,
-               _timestamp(commit.get("time")) or _timestamp(commit.get("author_time")) or when)
+               _timestamp(commit.get("time")) or _timestamp(commit.get("author_time")) or when,
+               not_run)
 
 
 def calibration(machine: dict) -> dict[str, float]:

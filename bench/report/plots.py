@@ -1,7 +1,7 @@
 """PNG plots of the report, drawn headless (matplotlib's Agg backend).
 
 The data each plot shows comes from pure functions (:func:`throughput_lines`,
-:func:`tta_bars` and :func:`bench.tables.precision_xla_speedups`), so it can be
+:func:`tta_bars` and :func:`bench.report.tables.precision_xla_speedups`), so it can be
 checked without matplotlib. Without matplotlib the plots are skipped with a warning.
 A plot without data is still written, saying so, so the set of files is the same.
 """
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.loader import WarningLog
-from bench.tables import (
+from bench.report.loader import WarningLog
+from bench.report.tables import (
     COMPILED,
     COMPILED_VS_NOT,
     MIXED_PRECISIONS,
     precision_xla_speedups,
 )
-from bench.text import has, order, yes
+from bench.report.text import has, order, yes
 
 THROUGHPUT_PNG = "throughput_vs_batch.png"
 SPEEDUP_PNG = "speedup_precision_xla.png"
@@ -47,10 +47,17 @@ def throughput_lines(frame: pd.DataFrame, suite: str) -> list[dict]:
     rows = rows[rows["samples_per_second"].notna()]
     lines = []
     for (label, model, backend), group in rows.groupby(["label", "model", "backend"]):
-        best = group.groupby("batch_size")["samples_per_second"].max().sort_index()
+        best = group.loc[group.groupby("batch_size")["samples_per_second"].idxmax()] \
+            .sort_values("batch_size")
+        records = best.to_dict("records")
         lines.append({"label": label, "model": model, "backend": backend,
-                      "batch_sizes": [int(b) for b in best.index],
-                      "samples_per_second": [float(v) for v in best.to_numpy()]})
+                      "batch_sizes": [int(r["batch_size"]) for r in records],
+                      "samples_per_second": [float(r["samples_per_second"]) for r in records],
+                      # Points the tables mark: contended or concurrent (†/‡), and
+                      # stopped on the budget before their interval was reached (§).
+                      "spoiled": [bool(yes(r.get("contended")) or yes(r.get("concurrent")))
+                                  for r in records],
+                      "budget": [r.get("stop_reason") == "budget" for r in records]})
     lines.sort(key=lambda line: (line["label"], order("model", line["model"]), line["backend"]))
     return lines
 
@@ -86,6 +93,27 @@ def _no_data(axes, text: str) -> None:
     axes.set_axis_off()
 
 
+#: How a plot marks the points the tables mark: (flag, marker style, legend text).
+POINT_MARKS = (("spoiled", dict(marker="o", markersize=13, markerfacecolor="none",
+                                markeredgecolor="red", linestyle="none"),
+                "† / ‡ contended or concurrent"),
+               ("budget", dict(marker="x", markersize=11, color="black", linestyle="none"),
+                "§ stopped on the budget (interval not reached)"))
+
+
+def _mark_points(axes, line: dict) -> None:
+    """Circle a line's contended points and cross its budget-stopped ones; one legend
+    entry per kind of mark on the axes."""
+    have = {text for text in axes.get_legend_handles_labels()[1]}
+    for flag, style, text in POINT_MARKS:
+        chosen = [i for i, on in enumerate(line.get(flag, [])) if on]
+        if chosen:
+            axes.plot([line["batch_sizes"][i] for i in chosen],
+                      [line["samples_per_second"][i] for i in chosen], **style,
+                      label=text if text not in have else None)
+            have.add(text)
+
+
 def _throughput_figure(figure_class, frame: pd.DataFrame):
     figure = figure_class(figsize=(13, 5.5), layout="constrained")
     axes_pair = figure.subplots(1, 2)
@@ -109,6 +137,7 @@ def _throughput_figure(figure_class, frame: pd.DataFrame):
             axes.plot(line["batch_sizes"], line["samples_per_second"],
                       linestyle=styles.get(line["model"], ":"), color=colors[series(line)],
                       marker=markers.get(line["backend"], "d"), label=name)
+            _mark_points(axes, line)
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
         axes.set_xlabel("batch size")

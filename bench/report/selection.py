@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.loader import CASE_KEY, STATS_COLUMNS, ResultSet, typed
+from bench.report.loader import CASE_KEY, STATS_COLUMNS, ResultSet, typed
 
 #: How ``--all-runs`` pools a figure of several runs: rates (work / time) and times are
 #: rescaled to the pooled median round; the case's own numbers are the newest run's.

@@ -4,7 +4,8 @@ A comparison (the declaration has a ``cell``) has a row per case, a column per
 machine/device label, then speedups against the label ``--relative-to`` names; a list has
 a row per record. Cells: ``276k/s ±2.0%`` samples/s of the median round, ``±`` the IQR of
 the round times as % of their median; ``3.10×`` a speedup (above 1 = faster); ``—`` none.
-Marks the caption explains: ``†`` contended, ``‡`` concurrent, ``‼`` above 100% of peak.
+Marks the caption explains: ``†`` contended, ``‡`` concurrent, ``§`` stopped on the budget
+(with its interval), ``‼`` above 100% of peak.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bench import text as fmt
-from bench.loader import Run, best_calibration, calibration
-from bench.selection import is_spoiled, selection_phrase
-from bench.text import NO_VALUE, ORDERS, has, order, yes
+from bench.report import text as fmt
+from bench.report.loader import Run, best_calibration, calibration
+from bench.report.selection import is_spoiled, selection_phrase
+from bench.report.text import NO_VALUE, ORDERS, has, order, yes
 
 MIXED_PRECISIONS = ("fp16", "bf16")
 #: The ``xla`` axis: XLA for TensorFlow (``jit_compile``) and JAX (``jax.jit``),
@@ -31,7 +32,9 @@ MARKS = {  # a mark in a cell -> its legend, added to the caption of a table tha
          "calibration was low, or the count is off)",
     "†": "† = contended: other processes took more than the run's threshold of the CPU "
          "(or used the GPU) while it was timed, so the figure is not the machine's speed",
-    "‡": "‡ = concurrent: timed while another bench session held the machine"}
+    "‡": "‡ = concurrent: timed while another bench session held the machine",
+    "§": "§ = stopped on the budget: its 99% interval (± beside it) did not reach the "
+         "precision target before the case's share of the run's budget was spent"}
 
 
 def speedup(value: float | None, reference: float | None,
@@ -87,7 +90,11 @@ class Table:
 
 
 def _marks(record: dict) -> str:
-    return "†" * yes(record.get("contended")) + "‡" * yes(record.get("concurrent"))
+    marks = "†" * yes(record.get("contended")) + "‡" * yes(record.get("concurrent"))
+    if record.get("stop_reason") == "budget":
+        width = record.get("ci_halfwidth")
+        marks += (f" ±{100 * width:.1f}%" if has(width) else "") + "§"
+    return marks
 
 
 def _case_order(record: dict, columns: tuple[Column, ...]) -> tuple:
@@ -471,9 +478,24 @@ def _run_record(run: Run) -> dict:
             "backend": run.machine.get("backend") or NO_VALUE, "data": run.data,
             "status": RUN_STATUS_TEXT.get(run.status, run.status),
             "group": (run.run_group or NO_VALUE) + (f" ({run.repeat})" if run.repeat else ""),
-            "cases": len(rows), "failures": len(run.failures),
+            "cases": len(rows), "failures": len(run.failures), "plan": _plan_text(run),
             # A session beside another one held no lock: every row of it is concurrent.
             "spoiled": len(rows) if run.machine.get("concurrent") is True else spoiled}
+
+
+def _plan_text(run: Run) -> str:
+    """'est. 4.8 min, took 3.7 min, budget 10.0 min, 3 left out' (schema 3), else —."""
+    plan = run.plan
+    if not plan or not has(plan.get("estimate_seconds")):
+        return NO_VALUE
+    text = f"est. {fmt.format_minutes(float(plan['estimate_seconds']))}"
+    if has(plan.get("elapsed_seconds")):
+        text += f", took {fmt.format_minutes(float(plan['elapsed_seconds']))}"
+    if has(plan.get("budget_seconds")):
+        text += f", budget {fmt.format_minutes(float(plan['budget_seconds']))}"
+    if run.not_run:
+        text += f", {len(run.not_run)} left out"
+    return text
 
 
 RUNS = Table(
@@ -482,10 +504,31 @@ RUNS = Table(
     "Runs: one result file (one process) each. Status: complete; interrupted = stopped by "
     "Ctrl-C; incomplete = the process died and the cases it finished were recovered from its "
     "journal. A run of a `--bench-repeat` group shows its group id and repeat i/n. Spoiled = "
-    "rows contended or concurrent (— = not measured: schema-1 file).",
+    "rows contended or concurrent (— = not measured: schema-1 file). Plan: the run's "
+    "estimate of its time beside the time it took, its budget and the cases it left out "
+    "(— = a run before plans).",
     (col("run"), col("machine"), col("date", "date (UTC)"), col("backend"), col("data"),
      col("status"), col("group"), col("cases", align="r"), col("failures", align="r"),
-     col("spoiled", align="r")), "No runs.")
+     col("spoiled", align="r"), col("plan")), "No runs.")
+
+
+def not_run_rows(runs: list[Run], all_runs: bool = False) -> list[dict]:
+    """The cases left out by the newest run of each machine (every run's: ``all_runs``)."""
+    newest: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: (r.datetime, r.path.name)):
+        newest[run.machine_id] = run
+    chosen = runs if all_runs else list(newest.values())
+    return [{"machine": run.machine_id, "run": run.path.name, **entry}
+            for run in sorted(chosen, key=lambda r: (r.machine_id, r.datetime))
+            for entry in run.not_run]
+
+
+NOT_RUN = Table(
+    "Not run", lambda runs: not_run_rows(*runs) if isinstance(runs, tuple) else
+    not_run_rows(runs),
+    "Not run: cases the run's plan or budget left out (`--bench-budget`), each with its "
+    "reason; the newest run of each machine (every run with `--all-runs`).",
+    (col("machine"), col("run"), col("suite"), col("case"), col("reason")))
 SPREAD = Table(
     "Run-to-run spread", lambda spread: sorted(spread.to_dict("records"), key=lambda r: (
         r["label"], order("suite", r["suite"]), r["case"])),
@@ -494,9 +537,13 @@ SPREAD = Table(
         "fastest, median and slowest run, and spread = slowest / fastest - 1, rows contended "
         "or concurrent left out. A difference smaller than a case's spread is what separate "
         "runs of the same code show on that machine; the gate (`--compare`) judges a change "
-        "against it. Median spread over the cases: " + "; ".join(
+        "against it. Beside it, the precision one run claims on its own: the median over "
+        "those runs of the 99% interval of the figure (`ci_halfwidth`; — = runs before "
+        "intervals). Median spread over the cases: " + "; ".join(
             f"`{m}` {fmt.format_run_spread(v)}" for m, v in
             pd.DataFrame(records).groupby("machine_id")["spread"].median().items()) + "."),
     (col("label", "machine/device"), col("suite"), col("case"), col("runs", align="r"),
      *(col(name, align="r", text=fmt.format_seconds) for name in ("fastest", "median", "slowest")),
-     col("spread", align="r", text=fmt.format_run_spread)))
+     col("spread", align="r", text=fmt.format_run_spread),
+     col("within", "within a run (99% interval)", "r",
+         lambda v: f"±{100 * v:.1f}%" if has(v) else NO_VALUE)))

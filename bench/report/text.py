@@ -118,3 +118,8 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
     rule = "| " + " | ".join("-" * (w - 1) + ":" if a == "r" else "-" * w
                               for w, a in zip(widths, align, strict=True)) + " |"
     return "\n".join([line(head), rule] + [line(row) for row in body])
+
+
+def format_minutes(seconds: float) -> str:
+    """A run's length: '45 s', '12.5 min'."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
