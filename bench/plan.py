@@ -52,8 +52,9 @@ LATENCY_CALLS = (300, 600)
 TRAIN_SAMPLES = 60_000
 TEST_SAMPLES = 10_000
 #: Order in which a budget leaves cases out: lowest first, then the most expensive.
-#: Known-slow paths (measured once, with a note), then time-to-accuracy (whole trainings), then the far ends of the
-#: batch sweeps (kept: the batch sizes every matrix has, 128 and 1024), then the rest.
+#: Known-slow paths (measured once, with a note), then time-to-accuracy (whole
+#: trainings), then the far ends of the batch sweeps (kept: the batch sizes every matrix
+#: has, 1, 128 and 1024), then reduced precision and no-XLA variants, then the rest.
 _KEPT_BATCHES = (1, 128, 1024)
 
 

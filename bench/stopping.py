@@ -124,6 +124,14 @@ class StoppingRule:
         width = interval_halfwidth(times, self.confidence)
         n = len(times)
         if n < self.min_rounds:
+            # The one exception to the minimum: rounds so long that the minimum alone
+            # would overrun the case's allowance (a pass over the test set at batch 1
+            # that takes a minute) stop once the next would pass it, marked "budget".
+            if allowance is not None and times:
+                longest = max(times)
+                if (longest * self.min_rounds > allowance
+                        and spent + longest > allowance):
+                    return Decision(True, BUDGET, width)
             return Decision(False, None, width)
         if width <= self.precision:
             return Decision(True, CONVERGED, width)

@@ -67,10 +67,20 @@ def test_a_series_that_never_settles_stops_on_the_budget_and_says_so():
     assert (rounds, decision.reason) == (12, MAX_ROUNDS)
 
 
-def test_the_minimum_rounds_run_even_past_the_budget():
+def test_the_minimum_rounds_run_past_the_budget_unless_a_round_alone_overruns_it():
     rule = StoppingRule(min_rounds=3)
-    rounds, decision = _run(rule, _noisy(0.5), seconds_per_round=10.0, allowance=1.0)
-    assert rounds == 3 and decision.reason == BUDGET
+    quick = [0.5 * x for x in _noisy(0.5)]  # rounds of about 0.5 s, allowance 4 s
+    times, decision = [], None
+    for t in quick:
+        times.append(t)
+        decision = rule.decide(times, spent=5.0 * len(times), allowance=4.0)
+        if decision.stop:
+            break
+    assert len(times) == 3 and decision.reason == BUDGET  # spent past it, yet 3 rounds
+    # Rounds of a minute against 60 s: the minimum alone would take three minutes.
+    decision = rule.decide([61.0], spent=70.0, allowance=60.0)
+    assert decision.stop and decision.reason == BUDGET
+    assert not rule.decide([61.0], spent=70.0, allowance=None).stop
 
 
 def test_a_fixed_rule_runs_exactly_its_rounds():
