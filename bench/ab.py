@@ -471,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
                   "whole runs alternate instead (--interleave runs)", flush=True)
             interleave = "runs"
         one_pair = interleaved_pair if interleave == "rounds" else pair_of_runs
+        print("bench.ab: in each pair, " + (
+            "BASE and HEAD taking turns round by round" if interleave == "rounds"
+            else "a whole BASE run, then a whole HEAD run"), flush=True)
 
         def make_pair(index: int, only: list[str]) -> tuple[Path, Path]:
             for runner in runners:
