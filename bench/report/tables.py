@@ -93,7 +93,7 @@ def _marks(record: dict) -> str:
     marks = "†" * yes(record.get("contended")) + "‡" * yes(record.get("concurrent"))
     if record.get("stop_reason") == "budget":
         width = record.get("ci_halfwidth")
-        marks += (f" ±{100 * width:.1f}%" if has(width) else "") + "§"
+        marks += (f" (99%: ±{100 * width:.1f}%)" if has(width) else "") + "§"
     return marks
 
 
