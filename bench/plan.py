@@ -10,9 +10,9 @@ the same case with its wall time (``case_seconds``), that time is used instead; 
 model's estimates are scaled by how far it missed on the cases history knows.
 
 Under a budget (``--bench-budget``) the plan first leaves out what does not fit even at
-the minimum rounds, the least informative and most expensive first (:func:`fit_budget`);
+the minimum rounds, the least informative and most expensive first (:func:`make_plan`);
 while the run goes, each case's share of what is left is in proportion to its estimate
-(:meth:`Budget.allowance`), and a case that would start past the budget is left out
+(:meth:`Budget.start`), and a case that would start past the budget is left out
 then, with its reason. A left-out case is listed in the result file
 (``fashion_bench_not_run``) and the report's "Not run" section.
 """
@@ -73,6 +73,8 @@ class Estimate:
     @property
     def minimum(self) -> float:
         if self.history is not None:
+            # History times a case at the rounds it then needed; its minimum rounds
+            # are a part of that (the setup is not): 0.6 of it, a guess on the safe side.
             return self.history * 0.6
         return self.setup + self.rounds_min * self.round
 

@@ -56,7 +56,8 @@ def interval_halfwidth(times: Sequence[float], confidence: float = DEFAULT_CONFI
 def rounds_needed(times: Sequence[float], precision: float,
                   confidence: float = DEFAULT_CONFIDENCE) -> int:
     """How many rounds, at the spread seen so far, would bring the interval to ``precision``
-    (for the planner and the progress line; at least the rounds already run)."""
+    (at least the rounds already run): what a case that stopped on its budget or its
+    maximum would have needed, for a reader choosing --bench-max-rounds."""
     n = len(times)
     width = interval_halfwidth(times, confidence)
     if not math.isfinite(width):
