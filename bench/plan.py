@@ -69,6 +69,7 @@ class Estimate:
     rounds_expected: int
     source: str  # "history" or "model"
     history: float | None = None  # this machine's earlier wall time of the case
+    cap: float | None = None  # --bench-case-time: no round starts past it (minimum done)
 
     @property
     def minimum(self) -> float:
@@ -80,9 +81,11 @@ class Estimate:
 
     @property
     def expected(self) -> float:
-        if self.history is not None:
-            return self.history
-        return self.setup + self.rounds_expected * self.round
+        seconds = (self.history if self.history is not None
+                   else self.setup + self.rounds_expected * self.round)
+        if self.cap is not None:  # the last round may start just before the cap
+            seconds = min(seconds, max(self.minimum, self.cap + self.round))
+        return seconds
 
 
 def flops_per_sample(model: str) -> tuple[int, int]:
@@ -114,9 +117,12 @@ def _rate(case: Case, peak_gflops: float, batch: int) -> float:
 
 def estimate_case(case: Case, peak_gflops: float, round_seconds: float = DEFAULT_ROUND_SECONDS,
                   min_rounds: int = 3, max_rounds: int = 30,
-                  history: dict | None = None) -> Estimate:
-    """The expected cost of ``case`` (see the module's docstring)."""
+                  history: dict | None = None, case_time: float | None = None) -> Estimate:
+    """The expected cost of ``case`` (see the module's docstring); ``case_time``: the
+    --bench-case-time that caps the rounds of a case once its minimum is done."""
     estimate = _model_estimate(case, peak_gflops, round_seconds, min_rounds, max_rounds)
+    if case_time is not None and case.suite not in ("tta", "scaling", "baseline", "compile"):
+        estimate = dataclasses.replace(estimate, cap=case_time)
     known = (history or {}).get((case.suite, case.id))
     if known:
         return dataclasses.replace(estimate, source="history", history=known)

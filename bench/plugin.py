@@ -111,9 +111,10 @@ def pytest_addoption(parser):
                          "--bench-max-rounds. The row says which (stop_reason)")
     group.addoption("--bench-min-rounds", type=_positive_int, default=3, metavar="N",
                     help="timed rounds every case runs at the least (default: 3)")
-    group.addoption("--bench-max-rounds", type=_positive_int, default=20, metavar="N",
-                    help="timed rounds a case runs at the most (default: 20; latency "
-                         "cases count single calls: 300 at the least, 100x this at the most)")
+    group.addoption("--bench-max-rounds", type=_positive_int, default=None, metavar="N",
+                    help="timed rounds a case runs at the most (default: 20; 10 for the "
+                         "quick matrix; latency cases count single calls: 300 at the least, "
+                         "100x this at the most)")
     group.addoption("--bench-budget", type=_duration, default=None, metavar="DURATION",
                     help="fit the run into this much wall time, e.g. 45m, 1.5h, 600s: the "
                          "plan leaves out up front what does not fit even at the minimum "
@@ -121,11 +122,12 @@ def pytest_addoption(parser):
                          "sweeps first, the most expensive first), each case gets a share "
                          "of what is left, and a case that would start past the budget is "
                          "left out; the report lists them under 'Not run'. Default: none")
-    group.addoption("--bench-case-time", type=_positive_seconds, default=60.0,
+    group.addoption("--bench-case-time", type=_positive_seconds, default=None,
                     metavar="SECONDS",
                     help="a case adds no timed round past this much of its own time, once "
                          "its minimum rounds are done (stop_reason 'budget'), as asv's "
-                         "timeout bounds a benchmark (default: 60)")
+                         "timeout bounds a benchmark (default: 60; 12 for the quick matrix, "
+                         "a first look in about 3 minutes on 2 cores)")
     group.addoption("--bench-plan", action="store_true",
                     help="print the plan (the cases by suite, the estimated time, what a "
                          "--bench-budget leaves out) and run nothing")
@@ -242,14 +244,16 @@ def pytest_configure(config):
     if fashion_core.BACKEND_CHOICE.automatic:
         state.notes.append(f"backend {fashion_core.BACKEND_CHOICE.describe()}")
     state.max_contention = config.getoption("--bench-max-contention")
-    state.round_seconds = config.getoption("--bench-round-time") or (
-        0.05 if config.getoption("--bench-matrix") == "tiny" else 0.5)
+    defaults = matrix.matrix_defaults(config.getoption("--bench-matrix"))
+    state.round_seconds = config.getoption("--bench-round-time") or defaults["round_time"]
+    state.case_time = config.getoption("--bench-case-time") or defaults["case_time"]
     from bench.stopping import StoppingRule
 
     try:
         state.stopping = StoppingRule(precision=config.getoption("--bench-precision-target"),
                                       min_rounds=config.getoption("--bench-min-rounds"),
-                                      max_rounds=config.getoption("--bench-max-rounds"))
+                                      max_rounds=config.getoption("--bench-max-rounds")
+                                      or defaults["max_rounds"])
     except ValueError as error:
         raise pytest.UsageError(f"--bench-min-rounds/--bench-max-rounds: {error}") from None
     if config.getoption("--bench-data") == "synthetic":
@@ -413,7 +417,7 @@ def pytest_collection_modifyitems(session, config, items):
     folder = results_root(config, state) / machine_id(state.backend.list_devices())
     history = planner.history_seconds(folder)
     options = dict(round_seconds=state.round_seconds, min_rounds=state.stopping.min_rounds,
-                   max_rounds=state.stopping.max_rounds)
+                   max_rounds=state.stopping.max_rounds, case_time=state.case_time)
     estimates = [planner.estimate_case(c, peaks[c.device], history=history, **options)
                  for c in by_case]
     scale = planner.model_scale(estimates, history, peaks, options)
@@ -560,7 +564,7 @@ def pytest_runtest_setup(item):
         state = state_of(item.config)
         case = item.callspec.params["case"]
         state.case_started = time.perf_counter()
-        state.case_allowance = item.config.getoption("--bench-case-time")
+        state.case_allowance = state.case_time
         if state.budget is not None and _timing(item.config):
             allowance, reason = state.budget.start(case)
             if reason:

@@ -61,6 +61,7 @@ class BenchState:
         self.started = time.monotonic()  # the budget's clock starts with the session
         self.stopping = StoppingRule()
         self.round_seconds = 0.5
+        self.case_time = 60.0  # --bench-case-time: the most time a case adds rounds in
         self.plan = None  # bench.plan.Plan, made once the cases are collected
         self.budget = None  # bench.plan.Budget
         self.not_run: list[dict] = []  # {case, suite, reason}
@@ -238,7 +239,8 @@ def plan_summary(state: BenchState) -> dict | None:
             "budget_seconds": state.plan.budget,
             "elapsed_seconds": round(time.monotonic() - state.started, 1),
             "precision_target": state.stopping.precision,
-            "round_seconds": state.round_seconds}
+            "round_seconds": state.round_seconds,
+            "max_rounds": state.stopping.max_rounds, "case_seconds_cap": state.case_time}
 
 
 def open_journal(config, state: BenchState) -> None:

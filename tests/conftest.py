@@ -16,15 +16,24 @@ needs_real_data = pytest.mark.skipif(
     not DEBIAN_HAS_DATA, reason="Debian's dataset-fashion-mnist is not installed")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow: whole benchmark sessions in "
+                          "subprocesses, exhaustive variants (tox -e slow runs just those)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked tensorflow_only are skipped, with the reason, under another backend."""
+    """Tests marked tensorflow_only are skipped, with the reason, under another backend;
+    tests marked slow are skipped, with the reason, unless --slow is given."""
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if backend == "tensorflow":
-        return
-    skip = pytest.mark.skip(reason=f"needs the TensorFlow backend, not {backend}")
+    not_tf = pytest.mark.skip(reason=f"needs the TensorFlow backend, not {backend}")
+    slow = pytest.mark.skip(reason="slow: runs with --slow (tox -e slow)")
+    run_slow = config.getoption("--slow")
     for item in items:
-        if item.get_closest_marker("tensorflow_only"):
-            item.add_marker(skip)
+        if backend != "tensorflow" and item.get_closest_marker("tensorflow_only"):
+            item.add_marker(not_tf)
+        if not run_slow and item.get_closest_marker("slow"):
+            item.add_marker(slow)
 
 
 @pytest.fixture(scope="session")

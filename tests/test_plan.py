@@ -104,5 +104,33 @@ def test_the_full_matrix_measures_known_slow_cpu_paths_once_with_a_note():
     half = [c for c in cases if c.model == "cnn" and c.precision == "fp16"]
     assert [(c.suite, c.batch_size, c.xla) for c in half] == [("train", 128, False)]
     assert "float16" in half[0].note
+    # TensorFlow's float16 MLP without XLA (85x float32 a step on a CPU): once, too.
+    mlp = [c for c in cases if c.model == "mlp" and c.precision == "fp16" and not c.xla]
+    assert [(c.suite, c.batch_size) for c in mlp] == [("train", 128)] and mlp[0].note
+    assert any(c.model == "mlp" and c.precision == "fp16" and c.xla and c.suite == "inference"
+               for c in cases)  # with XLA it is swept
     gpu = [c for c in matrix.build_matrix("full", ["gpu:0"]) if c.model == "cnn" and c.xla]
     assert len(gpu) > 20  # on a GPU, XLA convolutions are swept like the rest
+
+
+def test_the_case_time_caps_an_estimate_but_never_below_its_minimum_rounds():
+    case = matrix.Case("train", "mlp", "cpu", 128)
+    history = {("train", case.id): 40.0}  # an earlier run that took 20 rounds, 40 s
+    free = planner.estimate_case(case, PEAK, history=history)
+    capped = planner.estimate_case(case, PEAK, history=history, case_time=12.0)
+    assert free.expected == 40.0
+    assert capped.expected == pytest.approx(max(capped.minimum, 12.0 + capped.round))
+    assert capped.expected < free.expected
+    # A case whose minimum rounds alone outlast the cap: the minimum stands.
+    slow = planner.estimate_case(case, PEAK, history={("train", case.id): 400.0},
+                                 case_time=12.0)
+    assert slow.expected == pytest.approx(slow.minimum) and slow.minimum > 12.0
+    # Fixed-round suites run their rounds whatever the cap.
+    tta = matrix.Case("tta", "mlp", "cpu", 128, rounds=1)
+    assert planner.estimate_case(tta, PEAK, case_time=1.0).cap is None
+
+
+def test_the_quick_matrix_is_capped_harder_than_the_full_one():
+    quick, full = matrix.matrix_defaults("quick"), matrix.matrix_defaults("full")
+    assert quick["max_rounds"] < full["max_rounds"] and quick["case_time"] < full["case_time"]
+    assert matrix.matrix_defaults("tiny")["round_time"] < full["round_time"]
