@@ -30,9 +30,10 @@ ensure_data() {
 }
 
 ensure_tox() {
-    python3 -m tox --version >/dev/null 2>&1 && return 0
-    echo "quickstart: installing tox" >&2
-    python3 -m pip install -q --disable-pip-version-check 'tox>=4'
+    # tox-uv: the envs are made with uv, which installs the frameworks from its cache.
+    python3 -c 'import tox, tox_uv' >/dev/null 2>&1 && return 0
+    echo "quickstart: installing tox and tox-uv" >&2
+    python3 -m pip install -q --disable-pip-version-check 'tox>=4.21' 'tox-uv>=1.11'
 }
 
 command=${1:-}

@@ -47,6 +47,7 @@ from bench.session import (
     tf_config,
     worker_results,
 )
+from bench.turns import ENV_FOLDER as TURNS_ENV_FOLDER
 from bench.turns import Turns
 
 
@@ -121,7 +122,8 @@ def pytest_addoption(parser):
                          "rounds (known-slow paths, time-to-accuracy, the far ends of batch "
                          "sweeps first, the most expensive first), each case gets a share "
                          "of what is left, and a case that would start past the budget is "
-                         "left out; the report lists them under 'Not run'. Default: none")
+                         "left out; the report lists them under 'Not run'. Default: 2.5m "
+                         "for the quick matrix, else none")
     group.addoption("--bench-case-time", type=_positive_seconds, default=None,
                     metavar="SECONDS",
                     help="a case adds no timed round past this much of its own time, once "
@@ -247,6 +249,11 @@ def pytest_configure(config):
     defaults = matrix.matrix_defaults(config.getoption("--bench-matrix"))
     state.round_seconds = config.getoption("--bench-round-time") or defaults["round_time"]
     state.case_time = config.getoption("--bench-case-time") or defaults["case_time"]
+    # The matrix's default budget, as if given; not in an A/B pair taking turns, whose
+    # wall clock also runs through the other side's rounds.
+    if (config.option.bench_budget is None and defaults["budget"] is not None
+            and not os.environ.get(TURNS_ENV_FOLDER)):
+        config.option.bench_budget = defaults["budget"]
     from bench.stopping import StoppingRule
 
     try:
@@ -258,6 +265,12 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--bench-min-rounds/--bench-max-rounds: {error}") from None
     if config.getoption("--bench-data") == "synthetic":
         state.data_source = "synthetic"
+    from fashion_core.backends.base import calibration_seconds
+
+    try:
+        calibration_seconds()  # a bad value is a usage error now, not a failed calibration
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     if BACKEND == "tensorflow":
         # Scaling cases on a CPU-only machine need logical CPU devices, which TensorFlow
         # accepts only before it starts: set up as many as the matrix's largest case uses.

@@ -183,6 +183,7 @@ def test_pytest_options_without_double_dash_are_refused_with_the_fix():
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow  # two real sessions taking turns; tests/test_turns.py checks the turns
 def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
     """Both sessions of HEAD run the tiny matrix on synthetic data, taking turns."""
     if not (ROOT / "bench" / "turns.py").is_file() or subprocess.run(

@@ -414,6 +414,7 @@ def test_tensorflow_grows_gpu_memory_as_needed():
 
 
 @only["tensorflow"]
+@pytest.mark.slow  # 40 s on the real dataset; the release itself: test_a_dropped_or_closed_...
 def test_a_dozen_tensorflow_trainers_do_not_pile_up_in_memory():
     """Issue #14: build, compile, step, predict and drop 12 MLP trainers (XLA on and off)
     on a dataset of the real size. Before the dataset was shared and the optimizer's

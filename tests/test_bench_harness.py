@@ -90,8 +90,9 @@ def test_results_are_numbered_and_never_overwritten(tmp_path):
 def _run_bench(args: list[str], cwd: Path, env: dict | None = None,
                quiet_wait: bool = False) -> subprocess.CompletedProcess:
     """``pytest`` on bench suites in a subprocess, with a private machine lock."""
+    # A short calibration: these sessions test the harness, not the machine's peak.
     env = dict(os.environ, PYTHONPATH=str(ROOT), FASHION_BENCH_LOCK=str(cwd / "bench.lock"),
-               **(env or {}))
+               FASHION_BENCH_CALIBRATION_SECONDS="0.3", **(env or {}))
     extra = [] if quiet_wait else ["--bench-quiet-wait", "0"]
     return subprocess.run([sys.executable, "-m", "pytest", *args, *extra, "-p",
                            "no:cacheprovider", "-q"], capture_output=True, text=True, cwd=cwd,
@@ -216,6 +217,16 @@ def test_a_failing_case_is_recorded_and_the_rest_goes_on(tmp_path):
     assert failure["error"].startswith("MemoryError: OOM when allocating")
     names = [b["name"] for b in run["benchmarks"]]
     assert names == ["test_other"]  # the failed case's timing is not reported as a result
+
+
+def test_calibration_time_comes_from_the_environment_and_a_bad_value_is_named():
+    from fashion_core.backends import base
+
+    assert base.calibration_seconds({}) == 3.0
+    assert base.calibration_seconds({"FASHION_BENCH_CALIBRATION_SECONDS": "0.5"}) == 0.5
+    for bad in ("0", "-1", "soon", "inf"):
+        with pytest.raises(ValueError, match="FASHION_BENCH_CALIBRATION_SECONDS"):
+            base.calibration_seconds({"FASHION_BENCH_CALIBRATION_SECONDS": bad})
 
 
 def test_calibration_takes_the_fastest_size_within_its_budget(monkeypatch):

@@ -259,16 +259,30 @@ def test_an_absent_device_is_an_error_naming_the_devices_found(tmp_path):
     assert "device 'gpu:7' is not there" in proc.stderr and "devices found: cpu" in proc.stderr
 
 
+def _locked_session_args(tmp_path: Path) -> list[str]:
+    return [str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
+            "--bench-device", "cpu", "--bench-data", "synthetic",
+            "--bench-results", str(tmp_path / "r"), "--bench-lock-timeout", "1"]
+
+
 def test_a_second_session_waits_for_the_lock_then_refuses(tmp_path):
     lock = MachineLock(tmp_path / "bench.lock")
     lock.acquire(timeout=0)
     try:
-        args = [str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
-                "--bench-device", "cpu", "--bench-data", "synthetic",
-                "--bench-results", str(tmp_path / "r"), "--bench-lock-timeout", "1"]
-        proc = _run_bench(args, tmp_path)
+        proc = _run_bench(_locked_session_args(tmp_path), tmp_path)
         assert proc.returncode != 0 and "passed" not in proc.stdout
         assert "another bench session is still timing" in proc.stderr
+    finally:
+        lock.release()
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob("*.json"))
+
+
+@pytest.mark.slow  # a whole session beside a held lock
+def test_allow_concurrent_runs_beside_a_held_lock_and_marks_the_rows(tmp_path):
+    lock = MachineLock(tmp_path / "bench.lock")
+    lock.acquire(timeout=0)
+    try:
+        args = _locked_session_args(tmp_path)
         proc = _run_bench(args + ["--bench-allow-concurrent", "-k", "train"], tmp_path)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     finally:
@@ -278,6 +292,7 @@ def test_a_second_session_waits_for_the_lock_then_refuses(tmp_path):
     assert rows and all(row["extra_info"]["concurrent"] for row in rows)
 
 
+@pytest.mark.slow  # three sessions (the parent and two runs)
 def test_repeat_makes_one_process_and_file_per_run_in_one_group(tmp_path):
     results = tmp_path / "r"
     proc = _run_bench([str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
@@ -305,6 +320,7 @@ def test_step(benchmark, case, bench_state):
 
 
 @pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
+@pytest.mark.slow  # four sessions (the parent and a worker per group)
 def test_isolated_groups_run_in_workers_and_a_dying_worker_takes_only_its_group(tmp_path):
     suite = _suite(tmp_path, test_isolated=ISOLATED_SUITE)
     results = tmp_path / "results"

@@ -134,3 +134,5 @@ def test_the_quick_matrix_is_capped_harder_than_the_full_one():
     quick, full = matrix.matrix_defaults("quick"), matrix.matrix_defaults("full")
     assert quick["max_rounds"] < full["max_rounds"] and quick["case_time"] < full["case_time"]
     assert matrix.matrix_defaults("tiny")["round_time"] < full["round_time"]
+    # A first look within 3 minutes: the quick matrix fits a budget unless one is given.
+    assert quick["budget"] == 150.0 and full["budget"] is None

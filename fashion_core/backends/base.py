@@ -95,6 +95,26 @@ def per_sample_losses(logits, labels):
 
 
 CALIBRATION_DTYPES = ("float32", "bfloat16", "float16")
+#: Seconds one calibration may take (per device and dtype): $FASHION_BENCH_CALIBRATION_SECONDS,
+#: default 3. The harness's own tests set it lower: their figures are not the point.
+CALIBRATION_ENV = "FASHION_BENCH_CALIBRATION_SECONDS"
+DEFAULT_CALIBRATION_SECONDS = 3.0
+
+
+def calibration_seconds(environ=None) -> float:
+    """How long a calibration may take: $FASHION_BENCH_CALIBRATION_SECONDS, else 3 s; a
+    ValueError naming the variable where it is not a positive number."""
+    text = (os.environ if environ is None else environ).get(CALIBRATION_ENV, "").strip()
+    if not text:
+        return DEFAULT_CALIBRATION_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"{CALIBRATION_ENV}={text!r}: give a positive number of seconds, "
+                         f"e.g. 3")
+    return seconds
 
 # Keras dtype policy -> the dtype its matmuls compute in (the calibration that applies).
 COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16",
@@ -137,7 +157,8 @@ def calibration_sizes(device: str, dtype: str = "float32") -> tuple[int, ...]:
 
 
 def best_matmul_gflops(make_product, sizes, repeats: int = 10,
-                       budget_seconds: float = 2.0, total_seconds: float = 3.0) -> float:
+                       budget_seconds: float | None = None,
+                       total_seconds: float | None = None) -> float:
     """A device's matmul rate in GFLOP/s: the fastest timed product over ``sizes``.
 
     ``make_product(size)`` returns a callable that multiplies two size x size matrices
@@ -147,6 +168,8 @@ def best_matmul_gflops(make_product, sizes, repeats: int = 10,
     gets one warm-up call (trace, compile), then up to ``repeats`` timed calls, fewer
     where they would take more than ``budget_seconds`` for that size or run past
     ``total_seconds`` for the whole calibration (at least two timed calls a size).
+    ``total_seconds`` defaults to :func:`calibration_seconds` (3 s), ``budget_seconds``
+    to two thirds of it.
 
     A size is skipped, with every larger one, when the rate measured so far says its
     warm-up and two timed calls would not fit in what is left of ``total_seconds``:
@@ -158,6 +181,10 @@ def best_matmul_gflops(make_product, sizes, repeats: int = 10,
     (the framework has no such matmul on the device); a failure at a larger size (out
     of memory, say) ends the climb and the best rate so far stands.
     """
+    if total_seconds is None:
+        total_seconds = calibration_seconds()
+    if budget_seconds is None:
+        budget_seconds = total_seconds * 2 / 3
     begin = time.perf_counter()
     deadline = begin + total_seconds
     best_rate = 0.0  # FLOP/s
