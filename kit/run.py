@@ -324,6 +324,13 @@ def prepare_site(site: Path) -> None:
     (site / SITE_MARK).write_text("made by fashion-bench's kit/run.py; emptied on each run\n")
 
 
+def _interruptible() -> None:
+    """In the child, before it starts: SIGINT back to its default. A shell's background job
+    (nohup, `&`) starts with SIGINT ignored, which Python then keeps, so the interrupt
+    that lets pytest save its finished cases would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_streamed(command: list[str], env: dict[str, str], cwd: Path, log: Log,
                  timeout: float | None) -> tuple[int, bool, float]:
     """Run ``command``, copying its output to the log; (exit code, timed out, seconds).
@@ -334,7 +341,8 @@ def run_streamed(command: list[str], env: dict[str, str], cwd: Path, log: Log,
     start = time.monotonic()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, errors="replace",
-                               bufsize=1, start_new_session=True)
+                               bufsize=1, start_new_session=True,
+                               preexec_fn=_interruptible)
 
     def copy_output() -> None:
         for line in process.stdout:

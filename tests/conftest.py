@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under pytest-xdist a worker's PYTEST_XDIST_* variables would reach the bench sessions that
+# tests start in subprocesses, where pytest-benchmark reads them as "xdist is on" and turns
+# timing off. The worker itself keeps its identity in its config, not in these.
+for _name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
+    del os.environ[_name]
 
 import pytest
 
