@@ -129,7 +129,8 @@ OTHER_DEFAULTS = {"round_time": 0.5, "max_rounds": 20, "case_time": 60.0, "budge
 
 
 def matrix_defaults(matrix: str | None) -> dict:
-    """The round target, most rounds and case time of ``matrix`` (see MATRIX_DEFAULTS)."""
+    """The round target, most rounds, case time and budget of ``matrix`` (see
+    MATRIX_DEFAULTS)."""
     return MATRIX_DEFAULTS.get(matrix or "", OTHER_DEFAULTS)
 
 

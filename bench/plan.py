@@ -121,7 +121,7 @@ def estimate_case(case: Case, peak_gflops: float, round_seconds: float = DEFAULT
     """The expected cost of ``case`` (see the module's docstring); ``case_time``: the
     --bench-case-time that caps the rounds of a case once its minimum is done."""
     estimate = _model_estimate(case, peak_gflops, round_seconds, min_rounds, max_rounds)
-    if case_time is not None and case.suite not in ("tta", "scaling", "baseline", "compile"):
+    if case_time is not None and case.rounds is None:  # fixed rounds run whatever the cap
         estimate = dataclasses.replace(estimate, cap=case_time)
     known = (history or {}).get((case.suite, case.id))
     if known:

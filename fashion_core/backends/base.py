@@ -116,6 +116,7 @@ def calibration_seconds(environ=None) -> float:
                          f"e.g. 3")
     return seconds
 
+
 # Keras dtype policy -> the dtype its matmuls compute in (the calibration that applies).
 COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16",
                   "mixed_float16": "float16"}
