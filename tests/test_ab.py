@@ -45,7 +45,51 @@ def test_the_four_verdicts_from_the_interval_against_the_threshold():
     slower = sum(ab.verdict(_ratios(rng, 5, 1.0, 0.05), 0.05)["verdict"] == "slower"
                  for _ in range(300))
     assert slower <= 3  # A against A: under 1 in 100 by chance, at 99% confidence
-    assert ab.look_confidence(0.99, 8) == pytest.approx(1 - 0.01 / 8)
+
+
+def test_the_sequential_rule_holds_its_level_over_all_looks_and_is_narrower_at_the_end():
+    one = ab.look_multipliers(5, 5)
+    assert one == {5: pytest.approx(ab.t_quantile(0.99, 4))}  # one look: plain Student's t
+    factors = ab.look_multipliers(3, 10)
+    assert list(factors) == list(range(3, 11))
+    assert all(a > b for a, b in zip(list(factors.values()), list(factors.values())[1:],
+                                        strict=False))
+    # At the last look: wider than one look's interval, narrower than the union bound's.
+    assert ab.t_quantile(0.99, 9) < factors[10] < ab.t_quantile(1 - 0.01 / 8, 9)
+    # Checked apart from its own simulation (another seed): an unchanged case's interval
+    # leaves 1 at any of the 8 looks in about 1% of sequences, 0.5% each way.
+    rng = np.random.default_rng(7)
+    logs = rng.normal(0, 0.03, (20000, 10))
+    wrong = 0
+    for row in logs:
+        for n in range(3, 11):
+            x = row[:n]
+            half = factors[n] * x.std(ddof=1) / np.sqrt(n)
+            if abs(x.mean()) > half:
+                wrong += 1
+                break
+    assert 0.006 < wrong / 20000 < 0.014
+
+
+def test_an_eight_percent_change_settles_where_the_union_bound_could_not():
+    rng = np.random.default_rng(3)
+    factors = ab.look_multipliers(3, 10)
+    union = {n: ab.t_quantile(1 - 0.01 / 8, n - 1) for n in range(3, 11)}
+    settled = {"sequential": 0, "union": 0}
+    for _ in range(400):
+        ratios = _ratios(rng, 10, 1.08, 0.012)  # 1.2%: a pair's noise, round by round
+        for name, table in (("sequential", factors), ("union", union)):
+            settled[name] += any(ab.verdict(ratios[:n], 0.05, multipliers=table)["verdict"]
+                                 == "slower" for n in range(3, 11))
+    assert settled["sequential"] >= 0.95 * 400 and settled["sequential"] > settled["union"]
+
+
+def test_a_pair_ratio_is_taken_round_by_round_so_drift_cancels():
+    drift = [1.0, 1.4, 0.9, 1.2, 1.0]  # the machine, seen alike by both sides' round i
+    base = ab.Timing(1.0, tuple(d for d in drift))
+    head = ab.Timing(1.3, tuple(1.1 * d for d in drift) + (9.0,))  # an extra round: unpaired
+    assert ab.pair_ratio(base, head) == pytest.approx(1.1)
+    assert ab.pair_ratio(ab.Timing(2.0, (2.0, 2.0)), ab.Timing(3.0, (3.0,))) == 1.5  # medians
 
 
 def _fake_pairs(tmp_path, ratio_of, seed: int, clock=None, seconds: float = 1.0):
@@ -81,7 +125,7 @@ def test_pairs_are_added_for_the_undecided_cases_only_until_each_settles(tmp_pat
     assert ran[-1] == ["noisy"] or set(ran[-1]) <= {"noisy", "slow"}
     assert {r["case"]: r["pairs"] for r in rows}["noisy"] == 10
     assert {r["case"]: r["pairs"] for r in rows}["fast"] == 3
-    text = ab.render(rows, 0.05, "a" * 40, "b" * 40, looks=8, why=why)
+    text = ab.render(rows, 0.05, "a" * 40, "b" * 40, pairs=(3, 10), why=why)
     assert "undecided: noisy" in text and "Stopped: max-pairs" in text
     assert all(line.split(" | ")[0].lstrip("| ") in ab.VERDICTS
                for line in text.splitlines()[4:4 + len(rows)])
