@@ -34,8 +34,9 @@ rounds of the two revisions a second apart see nearly the same machine, so the d
 falls on both sides alike, and the spread of the per-pair ratios measures the noise
 that is left (a process's own luck: memory placement, thread timing). What it cannot see:
 noise faster than a round, a change that only shows after hours (caches, thermal
-throttling), effects of one session on the other's caches while it sleeps, and an
-order effect within a turn (BASE always moves first).
+throttling), and effects of one session on the other's caches while it sleeps. Which
+side moves first in a turn alternates from pair to pair (BASE in odd pairs), so an
+effect of the order falls on both sides alike and shows as noise, not as a change.
 """
 
 from __future__ import annotations
@@ -313,17 +314,20 @@ class Runner:
         return self.result(self.start().wait())
 
 
-def run_together(base: Runner, head: Runner, folder: Path) -> tuple[Path | None, Path | None]:
-    """BASE and HEAD as two sessions taking turns round by round (bench.turns)."""
+def run_together(base: Runner, head: Runner, folder: Path,
+                 first: str = "base") -> tuple[Path | None, Path | None]:
+    """BASE and HEAD as two sessions taking turns round by round (bench.turns); ``first``
+    says which revision moves first in each turn (it takes the turn folder's first side)."""
     Turns.prepare(folder)
-    processes = {"base": base.start(folder, "base"), "head": head.start(folder, "head")}
+    sides = ("base", "head") if first == "base" else ("head", "base")
+    processes = {"base": base.start(folder, sides[0]), "head": head.start(folder, sides[1])}
     codes: dict[str, int] = {}
     try:
         while len(codes) < 2:
             for side, process in processes.items():
                 if side not in codes and process.poll() is not None:
                     codes[side] = process.returncode
-                    Turns(folder, side).finish()  # also when it died before its start
+                    Turns(folder, sides[0] if side == "base" else sides[1]).finish()
             time.sleep(0.05)
     finally:  # stopped (Ctrl-C, SIGTERM): no session is left behind
         for process in processes.values():
@@ -340,11 +344,13 @@ def _contended(result: Path | None) -> bool:
 def interleaved_pair(base: Runner, head: Runner, index: int,
                      folder: Path) -> tuple[Path, Path]:
     """One pair: both sessions at once, taking turns round by round; made again while it
-    has contended rows (bounded)."""
+    has contended rows (bounded). BASE moves first in odd pairs, HEAD in even ones, so
+    an effect of the order within a turn falls on both sides alike over the pairs."""
     for attempt in range(MAX_REDO + 1):
         if attempt:
             print(f"bench.ab: pair {index} again: contended", flush=True)
-        pair = run_together(base, head, folder / f"turns-{index}-{attempt}")
+        pair = run_together(base, head, folder / f"turns-{index}-{attempt}",
+                            first="base" if index % 2 else "head")
         if None in pair:
             side = "BASE" if pair[0] is None else "HEAD"
             raise RuntimeError(f"the {side} session of pair {index} failed")

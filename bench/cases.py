@@ -117,19 +117,28 @@ class Case:
                 for name in schema.CASE_FIELDS}
 
 
-#: Per matrix: the round target, the most rounds, the most time a case gets and the run's
-#: budget (None: none), unless the options say otherwise. The quick matrix is a first look
+#: Per matrix: the round target, the most rounds, the most time a case gets, the run's
+#: budget (None: none) and whether each group of cases runs in a process of its own
+#: (--bench-isolate), unless the options say otherwise. The quick matrix is a first look
 #: within 3 minutes: its noisiest cases stop at 10 rounds or 12 s (the full matrix: 20 or
 #: 60 s), and the run fits 2.5 minutes (its 22 cases took 2.4-3.2 minutes on the 2-core
-#: machines without one, as those machines' speed drifted over a day).
+#: machines without one, as those machines' speed drifted over a day). The full matrix
+#: isolates its groups: in one process, memory that TensorFlow keeps in its own pools after
+#: the large batches (1.2 GiB after one CNN prediction at batch 8192) piled up to 4.07
+#: GiB by the train sweep; a process per group starts each group afresh.
 MATRIX_DEFAULTS = {
-    "tiny": {"round_time": 0.05, "max_rounds": 20, "case_time": 60.0, "budget": None},
-    "quick": {"round_time": 0.5, "max_rounds": 10, "case_time": 12.0, "budget": 150.0}}
-OTHER_DEFAULTS = {"round_time": 0.5, "max_rounds": 20, "case_time": 60.0, "budget": None}
+    "tiny": {"round_time": 0.05, "max_rounds": 20, "case_time": 60.0, "budget": None,
+             "isolate": False},
+    "quick": {"round_time": 0.5, "max_rounds": 10, "case_time": 12.0, "budget": 150.0,
+              "isolate": False},
+    "full": {"round_time": 0.5, "max_rounds": 20, "case_time": 60.0, "budget": None,
+             "isolate": True}}
+OTHER_DEFAULTS = {"round_time": 0.5, "max_rounds": 20, "case_time": 60.0, "budget": None,
+                  "isolate": False}
 
 
 def matrix_defaults(matrix: str | None) -> dict:
-    """The round target, most rounds, case time and budget of ``matrix`` (see
+    """The round target, most rounds, case time, budget and isolation of ``matrix`` (see
     MATRIX_DEFAULTS)."""
     return MATRIX_DEFAULTS.get(matrix or "", OTHER_DEFAULTS)
 

@@ -81,12 +81,14 @@ def pytest_addoption(parser):
                          "result file, grouped by a shared run_group id: the gate compares "
                          "runs, and needs several a side to tell a change from noise "
                          "(default: 1)")
-    group.addoption("--bench-isolate", action="store_true",
+    group.addoption("--bench-isolate", action="store_true", default=None,
                     help="run each group of cases (one model, device and precision) in a "
                          "worker process of its own, so no case inherits another's memory "
                          "or crashes the rest; results still land in one result file. Costs "
                          "a framework start and a calibration per group (README, \"Bounded "
-                         "memory\")")
+                         "memory\"). The default for --bench-matrix full")
+    group.addoption("--bench-no-isolate", action="store_false", dest="bench_isolate",
+                    help="run every case in this one process, also on the full matrix")
     group.addoption("--bench-max-contention", type=_fraction, default=0.10, metavar="SHARE",
                     help="mark a row 'contended' when other processes took more than this "
                          "share of the usable cores during a timed round, e.g. 10%% or 0.1 "
@@ -263,6 +265,10 @@ def pytest_configure(config):
                                       or defaults["max_rounds"])
     except ValueError as error:
         raise pytest.UsageError(f"--bench-min-rounds/--bench-max-rounds: {error}") from None
+    if config.option.bench_isolate is None:  # the matrix's default, where it can apply
+        config.option.bench_isolate = bool(
+            defaults["isolate"] and not config.getoption("--bench-no-save")
+            and not os.environ.get(TURNS_ENV_FOLDER) and not os.environ.get(WORKER_JOURNAL_ENV))
     if config.getoption("--bench-data") == "synthetic":
         state.data_source = "synthetic"
     from fashion_core.backends.base import calibration_seconds
@@ -360,7 +366,8 @@ def pytest_runtestloop(session):
         if getattr(item, "callspec", None) and "case" in item.callspec.params
         and not item.get_closest_marker("skip")))
     state.isolating = True
-    args = [a for a in config.invocation_params.args if a != "--bench-isolate"]
+    args = [a for a in config.invocation_params.args
+            if a not in ("--bench-isolate", "--bench-no-isolate")] + ["--bench-no-isolate"]
     for index, group in enumerate(groups, 1):
         print(f"\nfashion-bench: group {index} of {len(groups)}: {group} (worker process)",
               flush=True)
@@ -437,6 +444,8 @@ def pytest_collection_modifyitems(session, config, items):
     # The session's own time: what it took to get here (framework start, calibration),
     # about as much again at the end (the second calibration, the result file).
     overhead = 2 * (time.monotonic() - state.started)
+    if getattr(config.option, "bench_isolate", False):  # each worker starts and ends alike
+        overhead *= 1 + len({group_of(case) for case in by_case})
     plan = planner.make_plan(estimates, config.getoption("--bench-budget"), scale, overhead)
     for case, reason in plan.left_out:
         for item in by_case[case]:
@@ -455,6 +464,11 @@ def pytest_collection_finish(session):
     reporter.write_line("fashion-bench: the plan")
     for line in state.plan.render():
         reporter.write_line(line)
+    if getattr(session.config.option, "bench_isolate", False) and not os.environ.get(
+            WORKER_JOURNAL_ENV):
+        groups = len({group_of(e.case) for e in state.plan.estimates})
+        reporter.write_line(f"  isolated: {groups} group(s) (model/device/precision), each "
+                            f"in a process of its own (--bench-no-isolate: all in this one)")
 
 
 def pytest_generate_tests(metafunc):

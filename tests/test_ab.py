@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -264,3 +265,32 @@ def test_all_cases_together_see_a_small_change_every_case_shares(tmp_path):
     assert sum(rows[f"c{i}"]["verdict"] == "slower" for i in range(5)) < 5
     text = ab.render(list(rows.values()), 0.05, "a" * 40, "b" * 40)
     assert "all cases together: slower" in text and text.count("| slower |") >= 1
+
+
+class _Taker(ab.Runner):
+    """A side that only takes turns: it writes its revision's name into a log each turn."""
+
+    SCRIPT = ("import os, sys\nfrom bench.turns import Turns\nturns = Turns.from_environment()\n"
+              "turns.start()\nfor _ in range(2):\n    with open(sys.argv[1], 'a') as log:\n"
+              "        log.write(sys.argv[2] + ' ')\n    turns.hand_over()\n")
+
+    def __init__(self, name: str, log) -> None:
+        super().__init__(ROOT, log.parent, [])
+        self.name, self.log = name, log
+
+    def start(self, turns=None, side=""):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **{ab.ENV_FOLDER: str(turns),
+                                                        ab.ENV_SIDE: side})
+        return subprocess.Popen([sys.executable, "-c", self.SCRIPT, str(self.log), self.name],
+                                env=env)
+
+    def result(self, code):
+        return self.log
+
+
+@pytest.mark.parametrize("first", ["base", "head"])
+def test_the_side_that_moves_first_alternates_with_the_pair(tmp_path, first):
+    log = tmp_path / "log"
+    ab.run_together(_Taker("base", log), _Taker("head", log), tmp_path / "turns", first=first)
+    other = "head" if first == "base" else "base"
+    assert log.read_text().split() == [first, other, first, other]

@@ -176,6 +176,11 @@ def test_the_plan_prints_and_runs_nothing_and_a_budget_leaves_out_with_reasons(t
     assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
     assert "fashion-bench: the plan" in plan.stdout and "estimate: ~" in plan.stdout
     assert "2 case(s)" in plan.stdout and not list(results.rglob("*.json"))
+    assert "isolated:" not in plan.stdout  # the tiny matrix runs in one process
+    # The full matrix runs a process per group unless told otherwise, and says so.
+    full = _run_bench([*base, "--bench-plan", "--bench-matrix", "full"], tmp_path)
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    assert "isolated: 6 group(s)" in full.stdout and "--bench-no-isolate" in full.stdout
     # A budget that holds one case at its minimum: the other is left out up front.
     proc = _run_bench([*base, "--bench-budget", "1s"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
