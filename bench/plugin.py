@@ -696,6 +696,9 @@ def pytest_terminal_summary(terminalreporter, config):
                if state.not_run else ""))
     if state.saved:
         terminalreporter.write_line(f"fashion-bench: results saved to {state.saved}")
+    elif os.environ.get(WORKER_JOURNAL_ENV):  # an isolated group: the parent writes the file
+        terminalreporter.write_line("fashion-bench: this group's cases are in the session's "
+                                    "journal; the parent writes the result file")
     elif state.journal and state.journal.path.exists():
         terminalreporter.write_line(f"fashion-bench: no result file written; the finished "
                                     f"cases are in {state.journal.path}")

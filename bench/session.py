@@ -278,7 +278,10 @@ def save(config, state: BenchState, exitstatus) -> None:
                   and (not (b.params or {}).get("case") or b.extra_info.get("status") == "ok")]
     workers = worker_results(state)
     failures = state.failures + workers["fashion_bench_failures"] + state.worker_failures
-    not_run = state.not_run + workers.get("fashion_bench_not_run", [])
+    ran = {(b.extra_info.get("suite"), b.extra_info.get("case")) for b in benchmarks} | {
+        (b["extra_info"].get("suite"), b["extra_info"].get("case"))
+        for b in workers["benchmarks"]}
+    not_run = merge_not_run(state.not_run + workers.get("fashion_bench_not_run", []), ran)
     if not benchmarks and not workers["benchmarks"] and not failures and not not_run:
         return
     machine_info = bs.get_machine_info()  # recalibrates: see BenchState.recalibrate
@@ -295,6 +298,23 @@ def save(config, state: BenchState, exitstatus) -> None:
                                       else STATUS_COMPLETE)
     state.saved = save_run(output, results_root(config, state),
                            machine_info["fashion_bench"]["machine_id"])
+
+
+def merge_not_run(entries: list[dict], ran: set[tuple[str, str]]) -> list[dict]:
+    """The cases left out, each once, the first reason given (the session's own plan, then
+    its workers'), less any case that has a row after all.
+
+    Under --bench-isolate the parent's own entries are also in the journal it reads back,
+    and each worker re-plans its group under its share of the budget, naming again what
+    the parent left out."""
+    seen: set[tuple[str, str]] = set()
+    merged = []
+    for entry in entries:
+        key = (entry.get("suite"), entry.get("case"))
+        if key not in seen and key not in ran:
+            seen.add(key)
+            merged.append(entry)
+    return merged
 
 
 def worker_results(state: BenchState) -> dict:

@@ -136,3 +136,19 @@ def test_the_quick_matrix_is_capped_harder_than_the_full_one():
     assert matrix.matrix_defaults("tiny")["round_time"] < full["round_time"]
     # A first look within 3 minutes: the quick matrix fits a budget unless one is given.
     assert quick["budget"] == 150.0 and full["budget"] is None
+
+
+def test_a_case_left_out_is_listed_once_and_never_beside_its_row():
+    from bench.session import merge_not_run
+
+    parent = [{"suite": "train", "case": "a", "reason": "over the budget of 10.0 min"},
+              {"suite": "train", "case": "b", "reason": "over the budget of 10.0 min"}]
+    worker = [{"suite": "train", "case": "a", "reason": "over the budget of 60 s"},
+              {"suite": "inference", "case": "a", "reason": "over the budget of 60 s"},
+              {"suite": "train", "case": "c", "reason": "over the budget of 60 s"}]
+    # The parent's entries come back from the journal too; "c" ran after all.
+    merged = merge_not_run(parent + parent + worker, ran={("train", "c")})
+    assert [(e["suite"], e["case"], e["reason"]) for e in merged] == [
+        ("train", "a", "over the budget of 10.0 min"),
+        ("train", "b", "over the budget of 10.0 min"),
+        ("inference", "a", "over the budget of 60 s")]
