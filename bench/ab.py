@@ -68,6 +68,12 @@ VERDICTS = (SLOWER, FASTER, SAME, UNDECIDED)
 # narrow the selection (-- -k ...) to what a change can touch.
 DEFAULT_SELECTION = ["-k", "test_train_epoch or test_inference_throughput"]
 DEFAULT_MIN_PAIRS, DEFAULT_MAX_PAIRS = 3, 10
+#: Timed rounds each side makes of a case at the least. A side's own stopping rule ends a
+#: case once its median is known to 2%, often at 3 rounds, but a pair's ratio is only as
+#: steady as its paired rounds: measured, A against A at 3 rounds a side, a pair's ratio
+#: scattered by about 3%. More paired rounds are cheap beside more pairs, whose start-up
+#: (a framework start, compiling, calibrating) is most of their time.
+DEFAULT_ROUNDS = 10
 # 99% over all the looks: an unchanged case is called slower or faster by chance in at most
 # 1 of 100 comparisons, however many pairs it took.
 CONFIDENCE = 0.99
@@ -286,8 +292,12 @@ def _newest(folder: Path, before: set[Path]) -> Path | None:
 class Runner:
     """Runs one side's benchmark process in its worktree and returns its result file."""
 
-    def __init__(self, worktree: Path, out: Path, pytest_args: list[str]) -> None:
+    def __init__(self, worktree: Path, out: Path, pytest_args: list[str],
+                 rounds: int = 0) -> None:
         self.worktree, self.out, self.pytest_args = worktree, out, pytest_args
+        # First, so that the user's own --bench-min-rounds/--bench-max-rounds win.
+        self.rounds_args = (["--bench-min-rounds", str(rounds), "--bench-max-rounds",
+                             str(max(rounds, 20))] if rounds else [])
         self.only: list[str] = []  # pytest test names: later pairs run the undecided only
 
     def start(self, turns: Path | None = None, side: str = "") -> subprocess.Popen:
@@ -298,7 +308,8 @@ class Runner:
             env.update({ENV_FOLDER: str(turns), ENV_SIDE: side})
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", "bench", "--benchmark-only", "-p",
-             "no:cacheprovider", "-q", "--bench-results", str(self.out), *self.pytest_args,
+             "no:cacheprovider", "-q", "--bench-results", str(self.out), *self.rounds_args,
+             *self.pytest_args,
              # A later -k wins; the names came from this selection's own results.
              *(["-k", " or ".join(self.only)] if self.only else [])],
             cwd=self.worktree, env=env, stdout=subprocess.DEVNULL)
@@ -533,6 +544,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=_duration, default=None, metavar="DURATION",
                         help="add no pair that would end past this much time, e.g. 30m, "
                              "1.5h (default: none; --max-pairs bounds the run)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
+                        help=f"timed rounds each side makes of a case at the least, paired "
+                             f"round by round (passed as --bench-min-rounds N and "
+                             f"--bench-max-rounds max(N, 20); pytest options after -- win); "
+                             f"0: each side's own stopping rule alone (default: "
+                             f"{DEFAULT_ROUNDS})")
     parser.add_argument("--require-decided", action="store_true",
                         help="exit 1 also when a case is still undecided (a strict gate)")
     parser.add_argument("--fail-slower", type=parse_threshold, default=0.05,
@@ -589,7 +606,10 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return EXIT_USAGE
             trees.append(tree)
-        runners = [Runner(tree, out / name, selection) for tree, name in
+        if args.rounds < 0:
+            print("error: --rounds must be 0 or more", file=sys.stderr)
+            return EXIT_USAGE
+        runners = [Runner(tree, out / name, selection, args.rounds) for tree, name in
                    zip(trees, ("base", "head"), strict=True)]
         interleave = args.interleave
         if interleave == "rounds" and not all(speaks_protocol(t / "bench" / "turns.py")

@@ -209,7 +209,8 @@ def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, 
     seen = {}
 
     def fake_pair(base, head, index, *folder):
-        seen.update(base=base.pytest_args, head=head.pytest_args, pairs=index)
+        seen.update(base=base.pytest_args, head=head.pytest_args, pairs=index,
+                    rounds=base.rounds_args)
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(ab, "pair_of_runs", fake_pair)
@@ -219,7 +220,12 @@ def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, 
                     "ci"])
     assert code == 2 and "stop here" in capsys.readouterr().err
     assert seen == {"base": ["-k", "mlp and b128", "--bench-matrix", "ci"],
-                    "head": ["-k", "mlp and b128", "--bench-matrix", "ci"], "pairs": 1}
+                    "head": ["-k", "mlp and b128", "--bench-matrix", "ci"], "pairs": 1,
+                    # Ten paired rounds a side by default, before the user's options.
+                    "rounds": ["--bench-min-rounds", "10", "--bench-max-rounds", "20"]}
+    ab.main(["HEAD", "HEAD", "--rounds", "0", "--repo", str(ROOT), "--out",
+             str(tmp_path / "out")])
+    assert seen["rounds"] == []
 
 
 def test_pytest_options_without_double_dash_are_refused_with_the_fix():
