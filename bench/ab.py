@@ -74,6 +74,8 @@ DEFAULT_MIN_PAIRS, DEFAULT_MAX_PAIRS = 3, 10
 #: scattered by about 3%. More paired rounds are cheap beside more pairs, whose start-up
 #: (a framework start, compiling, calibrating) is most of their time.
 DEFAULT_ROUNDS = 10
+#: The most timed rounds a side makes of a case under --rounds (or --rounds itself, if more).
+MAX_ROUNDS = 20
 # 99% over all the looks: an unchanged case is called slower or faster by chance in at most
 # 1 of 100 comparisons, however many pairs it took.
 CONFIDENCE = 0.99
@@ -169,7 +171,7 @@ def look_multipliers(min_pairs: int, max_pairs: int,
     tail = (1 - confidence) / 2
     looks = list(range(first, max_pairs + 1))
     if len(looks) == 1:
-        return {first: float(student.ppf(1 - tail, first - 1))}
+        return {first: t_quantile(confidence, first - 1)}
     weights = np.array(_spending_weights(first, max_pairs))
     df = np.array(looks) - 1
 
@@ -297,7 +299,7 @@ class Runner:
         self.worktree, self.out, self.pytest_args = worktree, out, pytest_args
         # First, so that the user's own --bench-min-rounds/--bench-max-rounds win.
         self.rounds_args = (["--bench-min-rounds", str(rounds), "--bench-max-rounds",
-                             str(max(rounds, 20))] if rounds else [])
+                             str(max(rounds, MAX_ROUNDS))] if rounds else [])
         self.only: list[str] = []  # pytest test names: later pairs run the undecided only
 
     def start(self, turns: Path | None = None, side: str = "") -> subprocess.Popen:
@@ -330,15 +332,18 @@ def run_together(base: Runner, head: Runner, folder: Path,
     """BASE and HEAD as two sessions taking turns round by round (bench.turns); ``first``
     says which revision moves first in each turn (it takes the turn folder's first side)."""
     Turns.prepare(folder)
-    sides = ("base", "head") if first == "base" else ("head", "base")
-    processes = {"base": base.start(folder, sides[0]), "head": head.start(folder, sides[1])}
+    # The turn folder's side each revision plays: its first side moves first.
+    plays = {"base": "base", "head": "head"} if first == "base" else {"base": "head",
+                                                                     "head": "base"}
+    processes = {"base": base.start(folder, plays["base"]),
+                 "head": head.start(folder, plays["head"])}
     codes: dict[str, int] = {}
     try:
         while len(codes) < 2:
             for side, process in processes.items():
                 if side not in codes and process.poll() is not None:
                     codes[side] = process.returncode
-                    Turns(folder, sides[0] if side == "base" else sides[1]).finish()
+                    Turns(folder, plays[side]).finish()  # also when it died before its start
             time.sleep(0.05)
     finally:  # stopped (Ctrl-C, SIGTERM): no session is left behind
         for process in processes.values():
@@ -547,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
                         help=f"timed rounds each side makes of a case at the least, paired "
                              f"round by round (passed as --bench-min-rounds N and "
-                             f"--bench-max-rounds max(N, 20); pytest options after -- win); "
+                             f"--bench-max-rounds max(N, {MAX_ROUNDS}); pytest options "
+                             f"after -- win); "
                              f"0: each side's own stopping rule alone (default: "
                              f"{DEFAULT_ROUNDS})")
     parser.add_argument("--require-decided", action="store_true",

@@ -266,9 +266,10 @@ def pytest_configure(config):
     except ValueError as error:
         raise pytest.UsageError(f"--bench-min-rounds/--bench-max-rounds: {error}") from None
     if config.option.bench_isolate is None:  # the matrix's default, where it can apply
+        # (workers are started with --bench-no-isolate, so never None there)
         config.option.bench_isolate = bool(
             defaults["isolate"] and not config.getoption("--bench-no-save")
-            and not os.environ.get(TURNS_ENV_FOLDER) and not os.environ.get(WORKER_JOURNAL_ENV))
+            and not os.environ.get(TURNS_ENV_FOLDER))
     if config.getoption("--bench-data") == "synthetic":
         state.data_source = "synthetic"
     from fashion_core.backends.base import calibration_seconds
