@@ -68,14 +68,19 @@ VERDICTS = (SLOWER, FASTER, SAME, UNDECIDED)
 # narrow the selection (-- -k ...) to what a change can touch.
 DEFAULT_SELECTION = ["-k", "test_train_epoch or test_inference_throughput"]
 DEFAULT_MIN_PAIRS, DEFAULT_MAX_PAIRS = 3, 10
-#: Timed rounds each side makes of a case at the least. A side's own stopping rule ends a
+#: Timed rounds each side makes of a case in a pair. A side's own stopping rule ends a
 #: case once its median is known to 2%, often at 3 rounds, but a pair's ratio is only as
-#: steady as its paired rounds: measured, A against A at 3 rounds a side, a pair's ratio
-#: scattered by about 3%. More paired rounds are cheap beside more pairs, whose start-up
-#: (a framework start, compiling, calibrating) is most of their time.
-DEFAULT_ROUNDS = 10
-#: The most timed rounds a side makes of a case under --rounds (or --rounds itself, if more).
-MAX_ROUNDS = 20
+#: steady as its paired rounds: measured on five MLP train cases (an 8% change, ten
+#: rounds a side), the spread of the pairs' ratios was the spread of the round-by-round
+#: ratios over the square root of the rounds (1.0-1.8% expected that way, 0.7-1.9% seen),
+#: so the noise is within a pair, not between pairs. A round adds only its own time; a
+#: pair adds a framework start, compiling and calibrating (about 80 s of a 140 s pair).
+#: More rounds are the cheaper way to a narrower interval.
+DEFAULT_ROUNDS = 20
+#: A side's own time cap per case under --rounds (--bench-case-time): wide enough that
+#: the rounds asked for are made; the harness still stops a case whose rounds alone would
+#: pass it (rounds of tens of seconds), as it always does.
+ROUNDS_CASE_TIME = 600.0
 # 99% over all the looks: an unchanged case is called slower or faster by chance in at most
 # 1 of 100 comparisons, however many pairs it took.
 CONFIDENCE = 0.99
@@ -299,7 +304,8 @@ class Runner:
         self.worktree, self.out, self.pytest_args = worktree, out, pytest_args
         # First, so that the user's own --bench-min-rounds/--bench-max-rounds win.
         self.rounds_args = (["--bench-min-rounds", str(rounds), "--bench-max-rounds",
-                             str(max(rounds, MAX_ROUNDS))] if rounds else [])
+                             str(rounds), "--bench-case-time", f"{ROUNDS_CASE_TIME:g}"]
+                            if rounds else [])
         self.only: list[str] = []  # pytest test names: later pairs run the undecided only
 
     def start(self, turns: Path | None = None, side: str = "") -> subprocess.Popen:
@@ -550,11 +556,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="add no pair that would end past this much time, e.g. 30m, "
                              "1.5h (default: none; --max-pairs bounds the run)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
-                        help=f"timed rounds each side makes of a case at the least, paired "
-                             f"round by round (passed as --bench-min-rounds N and "
-                             f"--bench-max-rounds max(N, {MAX_ROUNDS}); pytest options "
-                             f"after -- win); "
-                             f"0: each side's own stopping rule alone (default: "
+                        help=f"timed rounds each side makes of a case in a pair, paired "
+                             f"round by round (passed as --bench-min-rounds N "
+                             f"--bench-max-rounds N --bench-case-time "
+                             f"{ROUNDS_CASE_TIME:g}; pytest options after -- win); more "
+                             f"rounds narrow a pair's ratio as much as more pairs and cost "
+                             f"less; 0: each side's own stopping rule alone (default: "
                              f"{DEFAULT_ROUNDS})")
     parser.add_argument("--require-decided", action="store_true",
                         help="exit 1 also when a case is still undecided (a strict gate)")

@@ -221,8 +221,10 @@ def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, 
     assert code == 2 and "stop here" in capsys.readouterr().err
     assert seen == {"base": ["-k", "mlp and b128", "--bench-matrix", "ci"],
                     "head": ["-k", "mlp and b128", "--bench-matrix", "ci"], "pairs": 1,
-                    # Ten paired rounds a side by default, before the user's options.
-                    "rounds": ["--bench-min-rounds", "10", "--bench-max-rounds", "20"]}
+                    # 20 paired rounds a side by default, before the user's options,
+                    # with a case time cap that does not cut them short.
+                    "rounds": ["--bench-min-rounds", "20", "--bench-max-rounds", "20",
+                               "--bench-case-time", "600"]}
     ab.main(["HEAD", "HEAD", "--rounds", "0", "--repo", str(ROOT), "--out",
              str(tmp_path / "out")])
     assert seen["rounds"] == []
