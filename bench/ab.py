@@ -107,8 +107,9 @@ the geometric mean of round i of HEAD over round i of BASE) with an interval
 [low, high] (Student's t on the log ratios) at {CONFIDENCE:.0%} over all the looks
 together: a look after every pair from --min-pairs on, each a little wider than a
 one-look interval, by alpha spending (alpha * (n/N)^{SPENDING_POWER} by pair n of N =
---max-pairs, scaled by simulation so an unchanged case is called slower at any look with
-chance 0.5%, faster the same), against the threshold t (--fail-slower):
+--max-pairs, or the pairs --budget fits at the first pairs' pace where fewer, fixed
+before the first look; scaled by simulation so an unchanged case is called slower at
+any look with chance 0.5%, faster the same), against the threshold t (--fail-slower):
   slower     low > 1 + t           HEAD is slower by more than t
   faster     high < 1 - t          HEAD is faster by more than t
   same       1 - t <= low, high <= 1 + t   HEAD is within t of BASE
@@ -410,33 +411,59 @@ def run_pairs(base: Runner, head: Runner, pairs: int) -> list[tuple[Path, Path]]
     return [pair_of_runs(base, head, index) for index in range(1, pairs + 1)]
 
 
+def planned_pairs(budget: float | None, seconds: float, pairs: int, min_pairs: int,
+                  max_pairs: int) -> int:
+    """The last look the sequential rule plans for (its N): ``max_pairs``, or, under a
+    ``budget`` (seconds), the pairs that fit it at the pace of the first ``pairs`` (each of
+    every case: ``seconds`` in all), where fewer.
+
+    Fixed before the first look and from times alone, so the looks' levels are those of a
+    rule set in advance; a budget that ends the run at 5 of 10 planned pairs would leave
+    the alpha kept for looks 6-10 unspent, and every interval wider than it need be."""
+    first = max(2, min_pairs)
+    if budget is None or pairs < 1 or seconds <= 0:
+        return max_pairs
+    return min(max_pairs, max(first, int(budget / (seconds / pairs))))
+
+
+class Settled(NamedTuple):
+    """What :func:`settle` ends with."""
+
+    rows: list[dict]  # the verdicts, one per case and the all-cases row
+    made: list[tuple[Path, Path]]  # (BASE, HEAD) result files, pair by pair
+    why: str  # settled, max-pairs or budget
+    horizon: int  # the pairs the looks were planned for (:func:`planned_pairs`)
+
+
 def settle(make_pair, threshold: float, min_pairs: int = DEFAULT_MIN_PAIRS,
            max_pairs: int = DEFAULT_MAX_PAIRS, budget: float | None = None,
            confidence: float = CONFIDENCE, clock=time.monotonic,
-           say=lambda text: print(text, flush=True)) -> tuple[list[dict], list, str]:
-    """Pairs until every case has a verdict: (verdict rows, pairs made, why it stopped).
+           say=lambda text: print(text, flush=True)) -> Settled:
+    """Pairs until every case has a verdict.
 
     ``make_pair(index, only)`` makes pair ``index`` of the cases named in ``only`` (pytest
     test names; empty: every selected case) and returns its (BASE, HEAD) result files.
     After ``min_pairs``, only the undecided cases run again; it stops when none is left
-    ("settled"), at ``max_pairs``, or when another pair would end past ``budget``
-    seconds. Every look is judged by the sequential rule (:func:`look_multipliers`).
+    ("settled"), at ``max_pairs``, at the pairs a ``budget`` (seconds) was planned to fit
+    (:func:`planned_pairs`, fixed at the first look) or when another pair would end past
+    it. Every look is judged by the sequential rule (:func:`look_multipliers`) planned
+    for that many pairs.
     """
-    level = look_multipliers(min_pairs, max_pairs, confidence)
+    horizon, level = max_pairs, None
     made: list[tuple[Path, Path]] = []
     names: dict[tuple[str, str], str] = {}
     only: list[str] = []
     begin = clock()
     why = "max-pairs"
-    while len(made) < max_pairs:
+    while len(made) < horizon:
         spent = clock() - begin
         if made and budget is not None and len(made) >= min_pairs and (
                 spent + spent / len(made) > budget):
             why = "budget"
             break
-        left = (f", about {spent / len(made) * (max_pairs - len(made)) / 60:.0f} min at "
+        left = (f", about {spent / len(made) * (horizon - len(made)) / 60:.0f} min at "
                 f"most left" if made else "")
-        say(f"bench.ab: pair {len(made) + 1} (at least {min_pairs}, at most {max_pairs}), "
+        say(f"bench.ab: pair {len(made) + 1} (at least {min_pairs}, at most {horizon}), "
             f"{len(only) or 'all'} case(s){left}")
         pair = make_pair(len(made) + 1, only)
         made.append(pair)
@@ -444,6 +471,13 @@ def settle(make_pair, threshold: float, min_pairs: int = DEFAULT_MIN_PAIRS,
             names.update(_read_run(path)[2])
         if len(made) < min_pairs:
             continue
+        if level is None:  # the first look: the rule's N is fixed here, once
+            horizon = planned_pairs(budget, clock() - begin, len(made), min_pairs, max_pairs)
+            level = look_multipliers(min_pairs, horizon, confidence)
+            if horizon < max_pairs:
+                why = "budget"
+                say(f"bench.ab: --budget fits about {horizon} pairs at this pace: the looks "
+                    f"are planned for {horizon}")
         rows = verdicts(made, threshold, level, confidence)
         open_keys = [(r["suite"], r["case"]) for r in rows
                      if r["verdict"] == UNDECIDED and r["suite"] != "(all)"]
@@ -451,7 +485,9 @@ def settle(make_pair, threshold: float, min_pairs: int = DEFAULT_MIN_PAIRS,
             why = "settled"
             break
         only = sorted(names[key] for key in open_keys if key in names)
-    return verdicts(made, threshold, level, confidence), made, why
+    if level is None:
+        level = look_multipliers(min_pairs, horizon, confidence)
+    return Settled(verdicts(made, threshold, level, confidence), made, why, horizon)
 
 
 def verdicts(made: list[tuple[Path, Path]], threshold: float,
@@ -554,7 +590,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="exactly N pairs of every case (--min-pairs N --max-pairs N)")
     parser.add_argument("--budget", type=_duration, default=None, metavar="DURATION",
                         help="add no pair that would end past this much time, e.g. 30m, "
-                             "1.5h (default: none; --max-pairs bounds the run)")
+                             "1.5h; where it fits fewer than --max-pairs pairs at the first "
+                             "pairs' pace, the looks are planned for that many, so the "
+                             "intervals are as narrow as the pairs it allows (default: "
+                             "none; --max-pairs bounds the run)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
                         help=f"timed rounds each side makes of a case in a pair, paired "
                              f"round by round (passed as --bench-min-rounds N "
@@ -645,8 +684,8 @@ def main(argv: list[str] | None = None) -> int:
             if lock is not None:
                 lock.acquire(LOCK_TIMEOUT, say=lambda text: print(text, flush=True))
             try:
-                rows, _, why = settle(make_pair, args.fail_slower, args.min_pairs,
-                                      args.max_pairs, args.budget)
+                rows, _, why, horizon = settle(make_pair, args.fail_slower,
+                                               args.min_pairs, args.max_pairs, args.budget)
             finally:
                 if lock is not None:
                     lock.release()
@@ -654,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
         text = render(rows, args.fail_slower, base, head,
-                      pairs=(args.min_pairs, args.max_pairs), why=why)
+                      pairs=(args.min_pairs, horizon), why=why)
         out.mkdir(parents=True, exist_ok=True)
         (out / "VERDICT.md").write_text(text, encoding="utf-8")
         print(text, end="")

@@ -117,7 +117,8 @@ def _fake_pairs(tmp_path, ratio_of, seed: int, clock=None, seconds: float = 1.0)
 def test_pairs_are_added_for_the_undecided_cases_only_until_each_settles(tmp_path):
     make_pair, ran = _fake_pairs(tmp_path, {"fast": (0.7, 0.01), "same": (1.0, 0.005),
                                             "slow": (1.2, 0.05), "noisy": (1.0, 0.5)}, 1)
-    rows, made, why = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10, say=lambda _: 0)
+    rows, made, why, _ = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10,
+                                   say=lambda _: 0)
     verdicts = {r["case"]: r["verdict"] for r in rows}
     assert verdicts["fast"] == "faster" and verdicts["same"] == "same"
     assert verdicts["noisy"] == "undecided"  # never settles: stops at max-pairs, listed
@@ -136,7 +137,8 @@ def test_a_against_a_does_not_drift_into_slower_as_pairs_are_added(tmp_path):
     wrong, same = 0, 0
     for seed in range(60):
         make_pair, _ = _fake_pairs(tmp_path, {"a": (1.0, 0.06), "b": (1.0, 0.03)}, seed)
-        rows, _, _ = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10, say=lambda _: 0)
+        rows, _, _, _ = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10,
+                                  say=lambda _: 0)
         wrong += sum(r["verdict"] in ("slower", "faster") for r in rows)
         same += sum(r["verdict"] == "same" for r in rows)
     assert wrong <= 1  # 180 verdicts (with all cases), 1% allowed in all: about 1.8
@@ -146,9 +148,42 @@ def test_a_against_a_does_not_drift_into_slower_as_pairs_are_added(tmp_path):
 def test_the_budget_stops_adding_pairs(tmp_path):
     clock = [0.0]
     make_pair, ran = _fake_pairs(tmp_path, {"noisy": (1.0, 0.5)}, 2, clock, seconds=60.0)
-    rows, made, why = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=50, budget=300.0,
-                                clock=lambda: clock[0], say=lambda _: 0)
+    rows, made, why, horizon = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=50,
+                                         budget=300.0, clock=lambda: clock[0],
+                                         say=lambda _: 0)
     assert why == "budget" and len(made) == 5 and clock[0] <= 300.0
+    # The looks were planned for the 5 pairs the budget fits, not for 50.
+    assert horizon == 5
+    row = rows[0]
+    half = (np.log(row["high"]) - np.log(row["low"])) / 2
+    logs = [np.log(ab.pair_ratio(*(ab._run_medians(f)[0][("train", "noisy")] for f in p)))
+            for p in made]
+    assert half == pytest.approx(ab.look_multipliers(3, 5)[5] * np.std(logs, ddof=1)
+                                 / np.sqrt(5))
+
+
+def test_the_looks_are_planned_for_the_pairs_a_budget_fits():
+    assert ab.planned_pairs(None, 180.0, 3, 3, 10) == 10
+    assert ab.planned_pairs(300.0, 180.0, 3, 3, 10) == 5  # 60 s a pair
+    assert ab.planned_pairs(3600.0, 180.0, 3, 3, 10) == 10  # never past --max-pairs
+    assert ab.planned_pairs(30.0, 180.0, 3, 3, 10) == 3  # never before the first look
+    assert ab.planned_pairs(30.0, 60.0, 1, 1, 10) == 2
+    # Fewer looks, a narrower last one: at 5 pairs, planned for 5 rather than for 10.
+    assert ab.look_multipliers(3, 5)[5] < ab.look_multipliers(3, 10)[5]
+
+
+def test_a_against_a_holds_its_level_when_a_budget_cuts_the_looks_short(tmp_path):
+    wrong = 0
+    for seed in range(40):
+        clock = [0.0]
+        make_pair, _ = _fake_pairs(tmp_path, {"a": (1.0, 0.06), "b": (1.0, 0.03)}, 100 + seed,
+                                   clock, seconds=60.0)
+        rows, made, _, horizon = ab.settle(make_pair, 0.05, min_pairs=3, max_pairs=10,
+                                           budget=300.0, clock=lambda c=clock: c[0],
+                                           say=lambda _: 0)
+        assert horizon == 5 and len(made) <= 5
+        wrong += sum(r["verdict"] in ("slower", "faster") for r in rows)
+    assert wrong <= 1  # 120 verdicts, 1% allowed over all the looks
 
 
 def _result(folder, medians: dict, contended=()):
