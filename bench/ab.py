@@ -151,6 +151,12 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(t.ppf(0.5 + confidence / 2, df))
 
 
+def first_look(min_pairs: int) -> int:
+    """The pair count of the first look: --min-pairs, but never before 2 pairs (one pair
+    gives no interval)."""
+    return max(2, min_pairs)
+
+
 def _spending_weights(first: int, last: int) -> list[float]:
     """The share of alpha each look n = first..last may spend (sums to 1)."""
     spent = [(n / last) ** SPENDING_POWER for n in range(first, last + 1)]
@@ -171,7 +177,7 @@ def look_multipliers(min_pairs: int, max_pairs: int,
     look is the plain Student's t interval."""
     from scipy.stats import t as student
 
-    first = max(2, min_pairs)
+    first = first_look(min_pairs)
     if max_pairs < first:
         return {}
     tail = (1 - confidence) / 2
@@ -420,7 +426,7 @@ def planned_pairs(budget: float | None, seconds: float, pairs: int, min_pairs: i
     Fixed before the first look and from times alone, so the looks' levels are those of a
     rule set in advance; a budget that ends the run at 5 of 10 planned pairs would leave
     the alpha kept for looks 6-10 unspent, and every interval wider than it need be."""
-    first = max(2, min_pairs)
+    first = first_look(min_pairs)
     if budget is None or pairs < 1 or seconds <= 0:
         return max_pairs
     return min(max_pairs, max(first, int(budget / (seconds / pairs))))
@@ -549,7 +555,7 @@ def render(rows: list[dict], threshold: float, base: str, head: str,
     together = [r for r in rows if r["suite"] == "(all)"]
     slower = [r for r in rows if r["verdict"] == SLOWER]
     undecided = [r["case"] for r in cases if r["verdict"] == UNDECIDED]
-    first, last = max(2, pairs[0]), pairs[1]
+    first, last = first_look(pairs[0]), pairs[1]
     factors = look_multipliers(pairs[0], pairs[1], confidence)
     rule = (f"Student's t on the log ratios at {confidence:.0%}" if len(factors) <= 1 else
             f"Student's t on the log ratios, widened for looking after each of pairs "
@@ -636,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_pairs < 1 or args.max_pairs < args.min_pairs:
         parser.error(f"need 1 <= --min-pairs ({args.min_pairs}) <= --max-pairs "
                      f"({args.max_pairs})")
+    if args.rounds < 0:
+        parser.error(f"--rounds must be 0 or more, got {args.rounds}")
     # SIGTERM ends the run like Ctrl-C: sessions stopped, worktrees removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     repo = args.repo.resolve()
@@ -658,9 +666,6 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return EXIT_USAGE
             trees.append(tree)
-        if args.rounds < 0:
-            print("error: --rounds must be 0 or more", file=sys.stderr)
-            return EXIT_USAGE
         runners = [Runner(tree, out / name, selection, args.rounds) for tree, name in
                    zip(trees, ("base", "head"), strict=True)]
         interleave = args.interleave

@@ -240,6 +240,14 @@ def test_bad_pairs_are_refused(pairs):
     assert exit_info.value.code == 2
 
 
+def test_negative_rounds_are_refused_before_any_worktree(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ab.main(["HEAD", "HEAD", "--rounds", "-1", "--repo", str(ROOT), "--out",
+                 str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "--rounds must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, capsys):
     seen = {}
 
