@@ -54,15 +54,20 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
+from bench import stats
 from bench.lock import LockBusy, MachineLock
-from bench.report.compare import parse_threshold
+from bench.stats import (  # noqa: F401 (the verdict words, for importers)
+    FASTER,
+    SAME,
+    SLOWER,
+    UNDECIDED,
+    VERDICTS,
+    parse_threshold,
+    t_quantile,
+)
 from bench.turns import ENV_FOLDER, ENV_SIDE, Turns, speaks_protocol
 
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
-SLOWER, FASTER, SAME, UNDECIDED = "slower", "faster", "same", "undecided"
-VERDICTS = (SLOWER, FASTER, SAME, UNDECIDED)
 # The quick matrix's train and inference suites. On the 2-core machine the five MLP
 # train cases alone took about 2.7 minutes a pair (two sessions in turns, fixed rounds);
 # narrow the selection (-- -k ...) to what a change can touch.
@@ -145,69 +150,21 @@ def resolve(revision: str, repo: Path) -> str:
     return found.stdout.strip()
 
 
-def t_quantile(confidence: float, df: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2, df))
-
-
 def first_look(min_pairs: int) -> int:
     """The pair count of the first look: --min-pairs, but never before 2 pairs (one pair
     gives no interval)."""
     return max(2, min_pairs)
 
 
-def _spending_weights(first: int, last: int) -> list[float]:
-    """The share of alpha each look n = first..last may spend (sums to 1)."""
-    spent = [(n / last) ** SPENDING_POWER for n in range(first, last + 1)]
-    return [spent[0]] + [b - a for a, b in zip(spent, spent[1:], strict=False)]
-
-
 @functools.lru_cache(maxsize=32)
 def look_multipliers(min_pairs: int, max_pairs: int,
                      confidence: float = CONFIDENCE) -> dict[int, float]:
     """{pairs n: t multiplier of the interval at the look after n pairs}, for looks after
-    every pair from ``min_pairs`` (at least 2) to ``max_pairs``, so that all the looks
-    together hold ``confidence``: an unchanged case's interval lies wholly above 1 at
-    some look with chance (1 - confidence) / 2, and wholly below with the same chance.
-
-    Alpha is spent by :func:`_spending_weights`; the per-look one-sided levels
-    gamma * alpha/2 * weight are scaled by the gamma at which simulated sequences of
-    standard normal log ratios cross a look's bound with chance alpha/2 (bisection). One
-    look is the plain Student's t interval."""
-    from scipy.stats import t as student
-
-    first = first_look(min_pairs)
-    if max_pairs < first:
-        return {}
-    tail = (1 - confidence) / 2
-    looks = list(range(first, max_pairs + 1))
-    if len(looks) == 1:
-        return {first: t_quantile(confidence, first - 1)}
-    weights = np.array(_spending_weights(first, max_pairs))
-    df = np.array(looks) - 1
-
-    def bounds(gamma: float) -> np.ndarray:
-        return student.ppf(1 - np.minimum(gamma * tail * weights, 0.5), df)
-
-    rng = np.random.default_rng(20261203)
-    draws = rng.standard_normal((SIMULATIONS, max_pairs))
-    n = np.arange(1, max_pairs + 1)
-    mean = np.cumsum(draws, axis=1) / n
-    square = np.cumsum(draws ** 2, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sd = np.sqrt((square - n * mean ** 2) / (n - 1))
-        stat = (mean * np.sqrt(n) / sd)[:, first - 1:]
-    both = np.concatenate([stat, -stat])  # both tails: twice the sample, symmetric
-
-    def crossing(gamma: float) -> float:
-        return float(np.mean((both > bounds(gamma)).any(axis=1)))
-
-    low, high = 1.0, 1.0 / weights.max()  # gamma = 1: the union bound; high: one look alone
-    for _ in range(40):
-        middle = math.sqrt(low * high)
-        low, high = (middle, high) if crossing(middle) <= tail else (low, middle)
-    return {look: float(bound) for look, bound in zip(looks, bounds(low), strict=True)}
+    every pair from ``min_pairs`` (at least 2) to ``max_pairs``, all the looks together
+    holding ``confidence`` (:func:`bench.stats.look_multipliers`: Kim-DeMets alpha
+    spending with power :data:`SPENDING_POWER`, scaled by simulation)."""
+    return stats.look_multipliers(first_look(min_pairs), max_pairs, confidence,
+                                  SPENDING_POWER, SIMULATIONS)
 
 
 def verdict(ratios: list[float], threshold: float, confidence: float = CONFIDENCE,
@@ -219,12 +176,10 @@ def verdict(ratios: list[float], threshold: float, confidence: float = CONFIDENC
     count the table lacks (pairs left out as contended) gets the union bound over the
     table's looks, which is wider."""
     n = len(ratios)
-    logs = [math.log(r) for r in ratios]
-    mean = sum(logs) / n if n else math.nan
+    mean, sd = stats.mean_sd(stats.logs(ratios))
     if n < 2:
         return {"pairs": n, "ratio": math.exp(mean) if n else math.nan, "low": math.nan,
                 "high": math.nan, "verdict": UNDECIDED}
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
     if multipliers is None:
         factor = t_quantile(confidence, n - 1)
     elif n in multipliers:
@@ -233,15 +188,8 @@ def verdict(ratios: list[float], threshold: float, confidence: float = CONFIDENC
         factor = t_quantile(1 - (1 - confidence) / max(1, len(multipliers)), n - 1)
     half = factor * sd / math.sqrt(n)
     ratio, low, high = math.exp(mean), math.exp(mean - half), math.exp(mean + half)
-    if low > 1 + threshold:
-        result = SLOWER
-    elif high < 1 - threshold:
-        result = FASTER
-    elif low >= 1 - threshold and high <= 1 + threshold:
-        result = SAME
-    else:
-        result = UNDECIDED
-    return {"pairs": n, "ratio": ratio, "low": low, "high": high, "verdict": result}
+    return {"pairs": n, "ratio": ratio, "low": low, "high": high,
+            "verdict": stats.verdict(low, high, threshold, larger_is=SLOWER)}
 
 
 class Timing(NamedTuple):

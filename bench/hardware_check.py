@@ -6,7 +6,7 @@ affinity: the machine id counts the cores a process may use, so the two runs lan
 two machine ids), then:
 
 1. runs the regression gate over two runs of the same configuration (all cores): with
-   one run a side it must not cry wolf (exit 0, "inconclusive" at most);
+   one run a side it must not cry wolf (exit 0, "undecided" at most);
 2. builds the report over both configurations and checks it holds both machines'
    columns with a speedup between them. It comes last, so the output ends with it.
 

@@ -26,7 +26,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from scipy import stats as _stats
+from bench import stats
 
 CONVERGED, BUDGET, MAX_ROUNDS = "converged", "budget", "max-rounds"
 #: Default half-width of the 99% interval, as a share of the figure.
@@ -42,15 +42,7 @@ def interval_halfwidth(times: Sequence[float], confidence: float = DEFAULT_CONFI
     The interval on the log scale is mean +/- h; the share returned is ``exp(h) - 1``
     (the wider, upper side). ``inf`` below two rounds, or where a time is not positive.
     """
-    values = [float(t) for t in times]
-    if len(values) < 2 or any(not (t > 0 and math.isfinite(t)) for t in values):
-        return math.inf
-    logs = [math.log(t) for t in values]
-    n = len(logs)
-    mean = sum(logs) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
-    half = float(_stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return math.expm1(half)
+    return stats.share_halfwidth(times, confidence)
 
 
 def rounds_needed(times: Sequence[float], precision: float,
@@ -65,14 +57,12 @@ def rounds_needed(times: Sequence[float], precision: float,
     if width <= precision:
         return n
     # The half-width falls as t(n-1)/sqrt(n); solve by stepping (n stays small).
-    logs = [math.log(t) for t in times]
-    mean = sum(logs) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
+    _, sd = stats.mean_sd(stats.logs(times))
     target = math.log1p(precision)
     m = n
     while m < 10_000:
         m += 1
-        if float(_stats.t.ppf(0.5 + confidence / 2, m - 1)) * sd / math.sqrt(m) <= target:
+        if stats.t_quantile(confidence, m - 1) * sd / math.sqrt(m) <= target:
             return m
     return m
 

@@ -327,8 +327,8 @@ def test_gate_catches_a_20_percent_slowdown(tmp_path, capsys):
     old, new = _gate_files(tmp_path, factor=1.2, noise=0.02)
     code, out, err = run_cli(capsys, "--compare", old, new, "--fail-slower", "10%")
     assert code == 1
-    assert out.count("| regressed") == 4  # three cases and the machine's (all) row
-    assert "**FAIL**: 4 regressed" in out
+    assert out.count("| slower") == 4  # three cases and the machine's (all) row
+    assert "**FAIL**: 4 slower" in out
     assert "t-test" in out  # three runs a side: the t-test on run medians decides
 
 
@@ -336,8 +336,7 @@ def test_gate_ignores_2_percent_noise(tmp_path, capsys):
     old, new = _gate_files(tmp_path, factor=1.02, noise=0.02)
     code, out, err = run_cli(capsys, "--compare", old, new, "--fail-slower", "0.1")
     assert code == 0
-    assert "**PASS**: 0 regressed, 0 failed, 0 missing, 0 inconclusive, 0 improved, " \
-           "4 unchanged, 0 added" in out
+    assert "**PASS**: 0 slower, 0 failed, 0 missing" in out and "0 faster" in out
 
 
 def test_gate_ignores_a_large_change_lost_in_noise(tmp_path, capsys):
@@ -345,15 +344,15 @@ def test_gate_ignores_a_large_change_lost_in_noise(tmp_path, capsys):
     table, _ = compare.compare_results(load_results([old], WarningLog()),
                                        load_results([new], WarningLog()), threshold=0.1)
     slow = table[table["ratio"] > 1.1]
-    assert not slow.empty and not (slow["status"] == "regressed").any()
-    assert set(slow["status"]) == {"inconclusive"}
+    assert not slow.empty and not (slow["status"] == "slower").any()
+    assert set(slow["status"]) == {"undecided"}
     assert slow["note"].str.contains("runs a side").all()
 
 
 def test_gate_reports_improvements(tmp_path, capsys):
     old, new = _gate_files(tmp_path, factor=0.7, noise=0.02)
     code, out, err = run_cli(capsys, "--compare", old, new)
-    assert code == 0 and out.count("| improved") == 4
+    assert code == 0 and out.count("| faster") == 4
 
 
 def test_gate_never_compares_different_machines(tmp_path, capsys):
@@ -365,14 +364,14 @@ def test_gate_never_compares_different_machines(tmp_path, capsys):
     assert f"OLD: {AMD}" in line and f"NEW: {INTEL}" in line
 
 
-def test_gate_with_one_run_a_side_is_inconclusive(tmp_path, capsys):
+def test_gate_with_one_run_a_side_is_undecided(tmp_path, capsys):
     """Rounds of one run say nothing of run-to-run noise: never a verdict from them."""
     old, new = _gate_files(tmp_path, factor=1.3, noise=0.01, runs=1)
     code, out, err = run_cli(capsys, "--compare", old, new)
-    assert code == 0 and "| regressed" not in out
-    assert out.count("| inconclusive") == 4 and "--bench-repeat 3" in out
+    assert code == 0 and "| slower" not in out
+    assert out.count("| undecided") == 4 and "--bench-repeat 3" in out
     code, out, err = run_cli(capsys, "--compare", old, new, "--strict")
-    assert code == 1 and "inconclusive cases under --strict" in out
+    assert code == 1 and "undecided cases slower than the threshold or unjudged, under --strict" in out
 
 
 def test_gate_needs_no_scipy(tmp_path, capsys, monkeypatch):
@@ -414,7 +413,7 @@ def test_gate_case_failing_in_new_fails(tmp_path, capsys):
 def test_gate_same_runs_both_sides_pass(tmp_path, capsys):
     old, _ = _gate_files(tmp_path, factor=1.0, noise=0.02)
     code, out, err = run_cli(capsys, "--compare", old, old)
-    assert code == 0 and "4 unchanged" in out
+    assert code == 0 and "4 same" in out
     one = sorted(old.rglob("*.json"))[0]
     assert run_cli(capsys, "--compare", one, one)[0] == 0
 
@@ -460,7 +459,7 @@ def test_gate_leaves_contended_rows_out_and_lists_them(tmp_path, capsys):
             [2 * x for x in benchmark["stats"]["data"]]))
     path.write_text(json.dumps(document))
     code, out, err = run_cli(capsys, "--compare", old, new)
-    assert code == 0 and "| regressed" not in out
+    assert code == 0 and "| slower" not in out
     assert "Left out: 3 row(s) contended" in out and "45% of the CPU" in out
     # Four OLD runs against the three uncontended NEW runs.
     assert re.search(r"\|\s+4/3 \|", out)
@@ -516,10 +515,10 @@ def test_gate_acceptance_three_runs_a_side(seed, tmp_path):
     """(a) unchanged code never fails at 10%; (b) every time x1.3 always fails."""
     sides = _noisy_sides(tmp_path, seed, runs=3)
     text, code = compare.run_gate([sides["old"]], [sides["new"]], 0.10, WarningLog())
-    assert code == 0 and "| regressed" not in text, text
+    assert code == 0 and "| slower" not in text, text
     for slower in ("b1", "b2"):
         text, code = compare.run_gate([sides["old"]], [sides[slower]], 0.10, WarningLog())
-        assert code == 1 and "| regressed" in text, text
+        assert code == 1 and "| slower" in text, text
 
 
 @pytest.mark.parametrize("seed", GATE_SEEDS)
@@ -527,10 +526,10 @@ def test_gate_acceptance_one_run_a_side_never_fails(seed, tmp_path):
     """(c) one run a side of unchanged code: never fails; inconclusive at most."""
     sides = _noisy_sides(tmp_path, seed, runs=1)
     text, code = compare.run_gate([sides["old"]], [sides["new"]], 0.10, WarningLog())
-    assert code == 0 and "| regressed" not in text and "| improved" not in text
+    assert code == 0 and "| slower" not in text and "| faster" not in text
     # Even 1.3x slower: one run a side cannot tell it from noise.
     text, code = compare.run_gate([sides["old"]], [sides["b2"]], 0.10, WarningLog())
-    assert code == 0 and "| inconclusive" in text
+    assert code == 0 and "| undecided" in text
 
 
 def test_gate_rule_false_alarm_and_catch_rates():
@@ -549,28 +548,20 @@ def test_gate_rule_false_alarm_and_catch_rates():
         new = np.exp(rng.normal(0, 1, (cases, runs)) * sigma[:, None])
         for side, slower in ((new, False), (1.3 * new, True)):
             failed = any(compare.judge(o, n, 0.10, compare.ALPHA / cases)["status"]
-                         == "regressed" for o, n in zip(old, side, strict=True))
+                         == "slower" for o, n in zip(old, side, strict=True))
             if not failed:
                 scores_old = np.exp(np.log(old / np.exp(np.log(old).mean(1, keepdims=True)))
                                     .mean(0))
                 scores_new = np.exp(np.log(side / np.exp(np.log(old).mean(1, keepdims=True)))
                                     .mean(0))
                 failed = compare.judge(scores_old, scores_new, 0.10,
-                                       compare.OVERALL_ALPHA)["status"] == "regressed"
+                                       compare.OVERALL_ALPHA)["status"] == "slower"
             if slower:
                 caught += failed
             else:
                 false_alarms += failed
     assert false_alarms / gates < 0.01
     assert caught / gates >= 0.995
-
-
-def test_student_t_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    for t in (-40.0, -3.0, -0.2, 0.0, 0.7, 2.5, 7.17, 22.3, 300.0):
-        for df in (1, 2, 4, 7, 30, 200):
-            assert compare.student_t_sf(t, df) == pytest.approx(stats.t.sf(t, df), rel=1e-9,
-                                                                abs=1e-300)
 
 
 def test_runs_to_decide_is_the_first_count_that_decides():

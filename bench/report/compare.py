@@ -17,14 +17,18 @@ The rule for one case, with OLD's run medians ``o`` and NEW's ``n`` (times):
 * ``ratio`` = median(n) / median(o);
 * a one-sided Student t-test on ``log(o)`` and ``log(n)`` (pooled variance, as pyperf's
   ``compare_to``; logarithms, because run-to-run noise is a factor, not an offset);
-* *regressed*: ratio above 1 + threshold **and** p below ``ALPHA / N``, N the number of
-  cases compared on that machine (Bonferroni: the chance that unchanged code fails on
-  any of them stays below ``ALPHA``; asv uses 0.002 per benchmark);
-* *improved*: ratio below 1 - threshold and p (faster) below the same bound;
-* *inconclusive*: slower than the threshold but not past the noise, or too few runs
-  (one a side shows no run-to-run spread); the note says how many runs a side would
-  decide it if the spread seen so far holds;
-* *unchanged* otherwise.
+* *slower* (a regression): ratio above 1 + threshold **and** p below ``ALPHA / N``, N
+  the number of cases compared on that machine (Bonferroni: the chance that unchanged
+  code fails on any of them stays below ``ALPHA``; asv uses 0.002 per benchmark); the
+  interval at 1 - 2 ALPHA/N then lies wholly above 1;
+* *faster*: ratio below 1 - threshold and p (faster) below the same bound;
+* *same*: that interval lies inside 1 +/- threshold;
+* *undecided* otherwise: too few runs (one a side shows no run-to-run spread), or an
+  interval that reaches past the threshold; when the ratio is past the threshold, the
+  note says how many runs a side would decide it if the spread seen so far holds.
+
+The words and the statistics are those of :mod:`bench.stats`, shared with ``bench.ab``
+and the report's verdicts across machines.
 
 One row per machine, ``(all)``, compares the runs as wholes: each run's geometric mean
 over the cases of its time relative to OLD, tested the same way at ``OVERALL_ALPHA``. A
@@ -37,7 +41,6 @@ failed in NEW, is *missing*/*failed* and fails the gate unless ``allow_missing``
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 from collections.abc import Sequence
@@ -46,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import stats
 from bench.report.loader import CASE_KEY, ResultSet, WarningLog, load_results
 from bench.report.selection import spoiled_mask
 from bench.report.text import (
@@ -55,8 +59,18 @@ from bench.report.text import (
     format_seconds,
     markdown_table,
 )
+from bench.stats import (  # noqa: F401 (parse_threshold: the gate's option type)
+    ADDED,
+    FAILED,
+    FASTER,
+    MISSING,
+    SAME,
+    SLOWER,
+    UNDECIDED,
+    parse_threshold,
+)
 
-#: Per machine: the chance that some case of unchanged code is called regressed (each of
+#: Per machine: the chance that some case of unchanged code is called slower (each of
 #: its N cases is tested at ALPHA / N).
 ALPHA = 0.002
 #: The ``(all)`` row: one test per machine; its ratio averages every case, so unchanged
@@ -68,103 +82,44 @@ MAX_RUNS_SUGGESTED = 50
 OVERALL_SUITE = "(all)"
 OVERALL_CASE = "(geometric mean over cases)"
 
-STATUS_ORDER = ("regressed", "failed", "missing", "inconclusive", "improved", "unchanged",
-                "added")
-#: Statuses that fail the gate (missing and failed unless --allow-missing).
-FAILING = ("regressed", "failed", "missing")
+#: The order rows are listed in: what fails the gate first.
+STATUS_ORDER = (SLOWER, FAILED, MISSING, UNDECIDED, FASTER, SAME, ADDED)
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_BAD_INPUT = 2
 
 TABLE_COLUMNS = ["status", "machine_id", "suite", "case", "old_runs", "new_runs",
-                 "old_median", "new_median", "old_spread", "new_spread", "ratio", "p_value",
-                 "p_needed", "note"]
+                 "old_median", "new_median", "old_spread", "new_spread", "ratio", "low", "high",
+                 "p_value", "p_needed", "note"]
 
 
 class GateInputError(Exception):
     """OLD or NEW cannot be compared at all (exit status 2); the message is one line."""
 
 
-def parse_threshold(text: str) -> float:
-    """``10%`` or ``0.1`` -> 0.1 (argparse ``type``)."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a threshold like 10% or 0.1") from None
-    if not raw.endswith("%") and value >= 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is ambiguous: write a percentage (10%) or a fraction below 1 (0.1)")
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative threshold")
-    return value
-
-
-# --------------------------------------------------------------------------- statistics
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) (continued fraction, Lentz).
-
-    Written out so the gate's verdicts need no scipy; tests check it against scipy.
-    """
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)  # converges fast on this side
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    fraction = d
-    for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            fraction *= c * d
-        if abs(c * d - 1.0) < 1e-14:
-            break
-    return math.exp(log_front) * fraction / a
-
-
-def student_t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with ``df`` degrees of freedom (one-sided p-value)."""
-    if math.isnan(t):
-        return math.nan
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    tail = 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t > 0 else 1.0 - tail
-
-
-def _pooled_sd(old_logs: Sequence[float], new_logs: Sequence[float]) -> float | None:
-    """Pooled standard deviation of the log run medians; None without any spread to see."""
-    df = len(old_logs) + len(new_logs) - 2
-    if df < 1:
-        return None
-    squares = 0.0
-    for side in (old_logs, new_logs):
-        mean = statistics.fmean(side)
-        squares += math.fsum((x - mean) ** 2 for x in side)
-    return math.sqrt(squares / df)
-
-
-def one_sided_p(diff: float, sd: float, n_old: int, n_new: int) -> tuple[float, float]:
-    """(p slower, p faster) of a mean log difference ``diff`` with pooled ``sd``."""
+def _interval(diff: float, sd: float | None, n_old: int, n_new: int,
+              alpha: float) -> tuple[float, float, float, float]:
+    """(p slower, p faster, low, high): the one-sided p-values of a mean log difference
+    ``diff`` with pooled ``sd``, and the time ratio's interval at confidence 1 - 2 alpha
+    (each side of it at alpha: ``low`` is above 1 exactly when p slower < alpha)."""
     df = n_old + n_new - 2
+    if sd is None or df < 1:
+        return math.nan, math.nan, math.nan, math.nan
     se = sd * math.sqrt(1.0 / n_old + 1.0 / n_new)
     if se > 0:
         t = diff / se
     else:
         t = math.inf if diff > 0 else -math.inf if diff < 0 else 0.0
-    slower = student_t_sf(t, df)
-    return slower, 1.0 - slower
+    slower = stats.t_sf(t, df)
+    interval = stats.ratio_interval(diff, se, df, 1 - 2 * alpha)
+    return slower, 1.0 - slower, interval.low, interval.high
+
+
+def one_sided_p(diff: float, sd: float, n_old: int, n_new: int) -> tuple[float, float]:
+    """(p slower, p faster) of a mean log difference ``diff`` with pooled ``sd``."""
+    slower, faster, _, _ = _interval(diff, sd, n_old, n_new, 0.5)
+    return slower, faster
 
 
 def runs_to_decide(diff: float, sd: float | None, alpha: float) -> int | None:
@@ -173,7 +128,7 @@ def runs_to_decide(diff: float, sd: float | None, alpha: float) -> int | None:
     None when no number up to :data:`MAX_RUNS_SUGGESTED` would (or ``diff`` is not
     slower, or there is no spread to go by).
     """
-    if sd is None or not diff > 0:
+    if sd is None or math.isnan(sd) or not diff > 0:
         return None
 
     def decides(runs: int) -> bool:
@@ -193,34 +148,37 @@ def judge(old: Sequence[float], new: Sequence[float], threshold: float,
           alpha: float) -> dict:
     """Verdict on one case from OLD's and NEW's run medians (times, positive).
 
-    Returns status, ratio, p_value (one-sided, in the direction of the ratio; NaN when
-    not tested) and a note.
+    Returns status (``slower``, ``faster``, ``same`` or ``undecided``), ratio (NEW/OLD
+    median), low and high (the interval of the geometric-mean ratio at 1 - 2 alpha; NaN
+    without two runs on some side), p_value (one-sided, in the direction of the ratio;
+    NaN when not tested) and a note.
     """
-    # Plain Python: a handful of numbers, judged thousands of times in the tests.
     old_values, new_values = [float(x) for x in old], [float(x) for x in new]
     ratio = statistics.median(new_values) / statistics.median(old_values)
-    old_logs, new_logs = [math.log(x) for x in old_values], [math.log(x) for x in new_values]
-    diff = statistics.fmean(new_logs) - statistics.fmean(old_logs)
-    sd = _pooled_sd(old_logs, new_logs)
+    old_logs, new_logs = stats.logs(old_values), stats.logs(new_values)
+    diff = stats.mean_sd(new_logs)[0] - stats.mean_sd(old_logs)[0]
+    sd, df = stats.pooled_sd([old_logs, new_logs])
+    sd = sd if df else None
     slower, faster = ratio > 1 + threshold, ratio < 1 - threshold
-    verdict = {"status": "unchanged", "ratio": ratio, "p_value": math.nan, "note": ""}
+    verdict = {"status": UNDECIDED, "ratio": ratio, "low": math.nan, "high": math.nan,
+               "p_value": math.nan, "note": ""}
     if len(old_values) + len(new_values) - 2 < 2:
         # One run a side (or one and two): no run-to-run spread worth the name.
-        if slower:
-            needed = max(3, runs_to_decide(diff, sd, alpha) or 3)
-            verdict.update(status="inconclusive", note=(
-                f"too few runs ({len(old_values)} OLD, {len(new_values)} NEW) to tell a "
-                f"change from run-to-run noise; make at least {needed} runs a side "
-                f"(pytest bench --bench-repeat {needed})"))
-        elif faster:
-            verdict["note"] = "faster, but too few runs to tell it from noise"
+        needed = max(3, runs_to_decide(diff, sd, alpha) or 3)
+        verdict["note"] = (
+            f"too few runs ({len(old_values)} OLD, {len(new_values)} NEW) to tell a change "
+            f"from run-to-run noise; make at least {needed} runs a side (pytest bench "
+            f"--bench-repeat {needed})")
         return verdict
-    p_slower, p_faster = one_sided_p(diff, sd, len(old_values), len(new_values))
-    verdict["p_value"] = p_slower if ratio >= 1 else p_faster
+    p_slower, p_faster, low, high = _interval(diff, sd, len(old_values), len(new_values),
+                                              alpha)
+    verdict.update(low=low, high=high, p_value=p_slower if ratio >= 1 else p_faster)
     if slower and p_slower < alpha:
-        verdict["status"] = "regressed"
+        verdict["status"] = SLOWER
     elif faster and p_faster < alpha:
-        verdict["status"] = "improved"
+        verdict["status"] = FASTER
+    elif stats.verdict(low, high, threshold) == SAME:
+        verdict["status"] = SAME
     elif slower:
         needed = runs_to_decide(diff, sd, alpha)
         fewest = min(len(old_values), len(new_values)) + 1
@@ -232,9 +190,11 @@ def judge(old: Sequence[float], new: Sequence[float], threshold: float,
             runs = max(needed, fewest)
             how = (f"about {runs} runs a side would decide it, if the spread seen holds "
                    f"(pytest bench --bench-repeat {runs})")
-        verdict.update(status="inconclusive", note=f"not past the run-to-run noise; {how}")
+        verdict["note"] = f"beyond the threshold (slower), but not past the run-to-run noise; {how}"
     elif faster:
-        verdict["note"] = "faster, but not past the run-to-run noise"
+        verdict["note"] = "beyond the threshold (faster), but not past the run-to-run noise"
+    else:
+        verdict["note"] = f"within {100 * threshold:g}%, but the interval reaches past it"
     return verdict
 
 
@@ -290,7 +250,8 @@ def _row(status: str, key: tuple, old: Sequence[float] = (), new: Sequence[float
            "new_median": float(np.median(new)) if len(new) else math.nan,
            "old_spread": _spread(old) if len(old) else math.nan,
            "new_spread": _spread(new) if len(new) else math.nan,
-           "ratio": math.nan, "p_value": math.nan, "p_needed": math.nan, "note": ""}
+           "ratio": math.nan, "low": math.nan, "high": math.nan, "p_value": math.nan,
+           "p_needed": math.nan, "note": ""}
     row.update(fields)
     return row
 
@@ -315,8 +276,9 @@ def _overall_rows(judged: dict[tuple, tuple[dict, dict]], threshold: float) -> l
         note = f"{len(cases)} cases; {verdict['note']}" if verdict["note"] else \
             f"{len(cases)} cases"
         row = _row(verdict["status"], (machine_id, OVERALL_SUITE, OVERALL_CASE),
-                   old_scores, new_scores, ratio=verdict["ratio"],
-                   p_value=verdict["p_value"], p_needed=OVERALL_ALPHA, note=note)
+                   old_scores, new_scores, ratio=verdict["ratio"], low=verdict["low"],
+                   high=verdict["high"], p_value=verdict["p_value"], p_needed=OVERALL_ALPHA,
+                   note=note)
         # Relative figures, not times: the OLD/NEW cells show the ratio to OLD instead.
         row["relative"] = True
         rows.append(row)
@@ -362,22 +324,23 @@ def compare_results(old: ResultSet, new: ResultSet, threshold: float,
         old_runs = list(old_usable.get(key, {}).values())
         new_runs = list(new_usable.get(key, {}).values())
         if key not in old_all:
-            rows.append(_row("added", key, old_runs, new_runs, note="only in NEW"))
+            rows.append(_row(ADDED, key, old_runs, new_runs, note="only in NEW"))
         elif key in failed_in_new:
-            rows.append(_row("failed", key, old_runs, new_runs, note=failed_in_new[key]))
+            rows.append(_row(FAILED, key, old_runs, new_runs, note=failed_in_new[key]))
         elif key not in new_all:
-            rows.append(_row("missing", key, old_runs, new_runs, note="not in NEW"))
+            rows.append(_row(MISSING, key, old_runs, new_runs, note="not in NEW"))
         elif key not in judged:
             sides = " and ".join(side for side, usable in (("OLD", old_usable),
                                                             ("NEW", new_usable))
                                  if key not in usable)
-            rows.append(_row("inconclusive", key, old_runs, new_runs,
+            rows.append(_row(UNDECIDED, key, old_runs, new_runs,
                              note=f"left out: every {sides} run of it contended or concurrent"))
         else:
             needed = alpha / per_machine[key[0]]
             verdict = judge(old_runs, new_runs, threshold, needed)
             rows.append(_row(verdict["status"], key, old_runs, new_runs,
-                             ratio=verdict["ratio"], p_value=verdict["p_value"],
+                             ratio=verdict["ratio"], low=verdict["low"],
+                             high=verdict["high"], p_value=verdict["p_value"],
                              p_needed=needed, note=verdict["note"]))
     rows += _overall_rows(judged, threshold)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS + ["relative"])
@@ -394,12 +357,21 @@ def compare_results(old: ResultSet, new: ResultSet, threshold: float,
 
 # --------------------------------------------------------------------------- rendering
 
-def _ratio_text(ratio: float) -> str:
+def _ratio_text(ratio: float, low: float = math.nan, high: float = math.nan) -> str:
     if pd.isna(ratio):
         return NO_VALUE
-    return f"{ratio:.3f} ({100 * (ratio - 1):+.1f}%)"
+    interval = f" [{low:.3f}–{high:.3f}]" if not (pd.isna(low) or pd.isna(high)) else ""
+    return f"{ratio:.3f} ({100 * (ratio - 1):+.1f}%){interval}"
 
 
+def leans_slower(table: pd.DataFrame, threshold: float) -> pd.Series:
+    """Rows left undecided while their ratio is past the threshold, slower, or unknown
+    (every run of a side contended): what ``--strict`` fails on, a slowdown the runs
+    could not yet tell from noise."""
+    if table.empty:
+        return pd.Series(False, index=table.index, dtype=bool)
+    ratio = pd.to_numeric(table["ratio"], errors="coerce")
+    return (table["status"] == UNDECIDED) & ((ratio > 1 + threshold) | ratio.isna())
 
 
 def _p_text(p_value: float, needed: float) -> str:
@@ -419,15 +391,18 @@ def explain_rule(threshold: float, alpha: float = ALPHA) -> str:
     return (
         f"_Regression gate: NEW against OLD, same machine id only, every run on each side "
         f"(a run = one result file, one process). A case's evidence is its median time "
-        f"per round in each run. Regressed = the median of NEW's run medians more than "
+        f"per round in each run. Slower = the median of NEW's run medians more than "
         f"{100 * threshold:g}% above OLD's **and** past the run-to-run noise: a one-sided "
         f"t-test on the logarithms of the run medians (pooled variance) at p below "
         f"{alpha:g}/N, N the cases compared on that machine, so unchanged code fails a "
         f"machine's gate at most {100 * alpha:g}% of the time. `{OVERALL_SUITE}` compares "
         f"each run's geometric mean over the cases, relative to OLD, at p < "
-        f"{OVERALL_ALPHA:g}. Inconclusive = slower than the threshold but not past the "
-        f"noise (the note says how many runs a side would decide it). Spread = slowest / "
-        f"fastest run median - 1. Ratio = NEW/OLD time (above 1 = slower). Rows timed "
+        f"{OVERALL_ALPHA:g}. Faster: the same rule the other way. Same = the interval "
+        f"(geometric-mean ratio at 1 - 2 x that p, in brackets beside the ratio) inside "
+        f"±{100 * threshold:g}%. Undecided = anything else: too few runs, or an interval "
+        f"reaching past the threshold (when slower than it, the note says how many runs a "
+        f"side would decide it). Spread = slowest / fastest run median - 1. Ratio = NEW/OLD "
+        f"time (above 1 = slower). Rows timed "
         f"while other processes took the machine (contended, concurrent) are left out._")
 
 
@@ -447,7 +422,7 @@ def render_comparison(table: pd.DataFrame, threshold: float, notes: Sequence[str
             f"{r['old_runs']}/{r['new_runs']}",
             _figure(r["old_median"], relative), _figure(r["new_median"], relative),
             f"{format_run_spread(r['old_spread'])}/{format_run_spread(r['new_spread'])}",
-            _ratio_text(r["ratio"]),
+            _ratio_text(r["ratio"], r.get("low", math.nan), r.get("high", math.nan)),
             _p_text(r["p_value"], r["p_needed"]),
             r["note"] or NO_VALUE,
         ])
@@ -467,34 +442,37 @@ def render_comparison(table: pd.DataFrame, threshold: float, notes: Sequence[str
         lines.append("")
     counts = {s: int((table["status"] == s).sum()) if not table.empty else 0
               for s in STATUS_ORDER}
+    leaning = int(leans_slower(table, threshold).sum())
     reasons = []
-    if counts["regressed"]:
-        reasons.append("regressed")
-    if (counts["missing"] or counts["failed"]) and not allow_missing:
+    if counts[SLOWER]:
+        reasons.append("slower cases")
+    if (counts[MISSING] or counts[FAILED]) and not allow_missing:
         reasons.append("missing or failed cases")
-    if strict and counts["inconclusive"]:
-        reasons.append("inconclusive cases under --strict")
+    if strict and leaning:
+        reasons.append("undecided cases slower than the threshold or unjudged, under --strict")
     verdict = "FAIL" if reasons else "PASS"
     line = f"**{verdict}**: " + ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER)
     if left_out is not None and not left_out.empty:
         line += f"; {len(left_out)} row(s) left out (contended or concurrent)"
     if reasons:
         line += f" (fails on: {', '.join(reasons)})"
-    elif counts["inconclusive"]:
-        line += " (inconclusive cases pass; --strict fails on them)"
-    if allow_missing and (counts["missing"] or counts["failed"]):
+    elif leaning:
+        line += (f" ({leaning} undecided case(s) slower than the threshold or unjudged "
+                 f"pass; --strict fails on them)")
+    if allow_missing and (counts[MISSING] or counts[FAILED]):
         line += " (missing and failed cases allowed by --allow-missing)"
     lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-def gate_exit_status(table: pd.DataFrame, allow_missing: bool, strict: bool) -> int:
-    """1 when a case regressed, is missing/failed (unless allowed), or, under
-    ``strict``, is inconclusive; else 0."""
+def gate_exit_status(table: pd.DataFrame, allow_missing: bool, strict: bool,
+                     threshold: float = math.inf) -> int:
+    """1 when a case is slower, is missing/failed (unless allowed), or, under ``strict``,
+    is undecided while slower than ``threshold``; else 0."""
     statuses = set(table["status"]) if not table.empty else set()
-    failing = {"regressed"} | (set() if allow_missing else {"missing", "failed"})
-    if strict:
-        failing.add("inconclusive")
+    failing = {SLOWER} | (set() if allow_missing else {MISSING, FAILED})
+    if strict and leans_slower(table, threshold).any():
+        return EXIT_FAIL
     return EXIT_FAIL if statuses & failing else EXIT_PASS
 
 
@@ -571,4 +549,4 @@ def run_gate(old_paths: Sequence[str | Path], new_paths: Sequence[str | Path], t
                      f"different machine ids are not comparable)")
     table, left_out = compare_results(old, new, threshold, alpha)
     text = render_comparison(table, threshold, notes, left_out, allow_missing, strict, alpha)
-    return text, gate_exit_status(table, allow_missing, strict)
+    return text, gate_exit_status(table, allow_missing, strict, threshold)

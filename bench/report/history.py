@@ -29,6 +29,7 @@ from bench.report.compare import ALPHA, judge
 from bench.report.loader import CASE_KEY, ResultSet
 from bench.report.selection import spoiled_mask
 from bench.report.text import NO_VALUE, format_seconds, markdown_table
+from bench.stats import FASTER, SLOWER
 
 #: Commits each side of a commit whose runs are compared.
 WINDOW = 3
@@ -87,7 +88,7 @@ def find_steps(history: pd.DataFrame, threshold: float, window: int = WINDOW,
             for k in range(1, len(points)):
                 before, after = _runs(points[max(0, k - window):k]), _runs(points[k:k + window])
                 verdict = judge(before, after, threshold, needed)
-                if verdict["status"] in ("regressed", "improved"):
+                if verdict["status"] in (SLOWER, FASTER):
                     flagged[k] = (verdict, before, after)
             for k, (verdict, before, after) in flagged.items():
                 if all((verdict["p_value"], k) < (flagged[j][0]["p_value"], j)
