@@ -371,7 +371,8 @@ def test_gate_with_one_run_a_side_is_undecided(tmp_path, capsys):
     assert code == 0 and "| slower" not in out
     assert out.count("| undecided") == 4 and "--bench-repeat 3" in out
     code, out, err = run_cli(capsys, "--compare", old, new, "--strict")
-    assert code == 1 and "undecided cases slower than the threshold or unjudged, under --strict" in out
+    assert code == 1
+    assert "undecided cases slower than the threshold or unjudged, under --strict" in out
 
 
 def test_gate_needs_no_scipy(tmp_path, capsys, monkeypatch):
@@ -703,9 +704,9 @@ def test_outputs_written_to_out(tmp_path, capsys):
     assert code == 0 and warning_lines(err) == []
     assert "## Training throughput" in out and f"wrote {out_dir / 'REPORT.md'}" in out
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == ["REPORT.md", "report.csv", "speedup_precision_xla.png",
+    assert names == ["REPORT.html", "REPORT.md", "report.csv", "speedup_precision_xla.png",
                      "throughput_vs_batch.png", "time_to_accuracy.png"]  # no temp files left
-    for name in names[2:]:
+    for name in names[3:]:
         assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out_dir / "REPORT.md").read_text()
     for heading in ("## Machines", "## Training throughput", "## Inference throughput",
@@ -724,7 +725,8 @@ def test_plots_skipped_without_matplotlib(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(capsys, RESULTS, "--out", tmp_path)
     warnings = warning_lines(err)
     assert code == 0 and len(warnings) == 1 and "matplotlib" in warnings[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["REPORT.md", "report.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["REPORT.html", "REPORT.md",
+                                                          "report.csv"]
 
 
 def test_unknown_baseline_warns(tmp_path, capsys):
@@ -864,7 +866,7 @@ def test_synthetic_runs_are_left_out_unless_asked(tmp_path, capsys):
     assert "synthetic/" not in (tmp_path / "a" / "report.csv").read_text()
     code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "b", "--no-plots",
                              "--include-synthetic")
-    assert code == 0 and "left out" not in out.split("## Machines")[0]
+    assert code == 0 and "synthetic data left out" not in out.split("## Machines")[0]
     assert "| synthetic " in out  # the Runs table lists it, data = synthetic
 
 
@@ -1202,3 +1204,23 @@ def test_a_schema2_file_has_no_plan_and_nothing_left_out(results_v2):
     runs = load_results([RESULTS_V2], WarningLog()).runs
     assert all(run.plan is None and run.not_run == [] for run in runs)
     assert tables.render(tables.NOT_RUN, runs) is None
+
+
+def test_every_ratio_plot_has_a_log_axis_and_its_legend_off_the_data(newest):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from bench.report import plots
+
+    speedups = plots._speedup_figure(Figure, newest)
+    panels = [a for a in speedups.axes if a.has_data()]
+    assert panels and all(a.get_yscale() == "log" for a in panels)
+    assert all(a.get_legend() is None for a in speedups.axes) and speedups.legends
+    throughput = plots._throughput_figure(Figure, newest)
+    assert all(a.get_yscale() == "log" and a.get_xscale() == "log"
+               for a in throughput.axes if a.has_data())
+    pairs = tables.precision_xla_pairs(newest)
+    assert (pairs["low"] <= pairs["ratio"]).all() and (pairs["ratio"] <= pairs["high"]).all()
+    points = sum(len(line.get_xdata()) for a in panels for line in a.get_lines()
+                 if line.get_marker() not in (None, "None", "", "_"))
+    assert points >= len(pairs)  # one point per pair, none averaged across cases

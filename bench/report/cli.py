@@ -32,9 +32,12 @@ from bench.report.compare import (
 )
 from bench.report.history import WINDOW, find_steps, history_frame, render_history
 from bench.report.loader import ResultSet, WarningLog, load_results
+from bench.report.page import write_page
 from bench.report.plots import write_history_plots, write_plots
 from bench.report.selection import current_failures, select_runs, selection_phrase, spoiled_mask
+from bench.report.summary import summary_rows, summary_section, verdicts_section
 from bench.report.text import escape
+from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, summarize
 
 DEFAULT_RESULTS = Path("results")
 REPORT_MD = "REPORT.md"
@@ -60,7 +63,8 @@ machine block) under PATHS, searched recursively for *.json, and:
     relative to one machine/device (--relative-to);
   * writes REPORT.md, report.csv (one row per benchmark per run) and the plots
     throughput_vs_batch.png, speedup_precision_xla.png and time_to_accuracy.png
-    into --out. Files are replaced atomically; result JSON files are never written.
+    and REPORT.html (interactive, self-contained, opens offline) into --out.
+    Files are replaced atomically; result JSON files are never written.
   * marks cells timed while other processes took the machine: † contended (more
     than the run's --bench-max-contention of the CPU, or others on the GPU),
     ‡ concurrent (beside another bench session); ‼ a share of peak above 100%.
@@ -71,11 +75,13 @@ machine block) under PATHS, searched recursively for *.json, and:
 
 Gate mode (--compare OLD NEW) takes every run on each side (a run = one result
 file, one process) and compares each case's per-run median times on the same
-machine id. A case regresses when the median of NEW's run medians is slower by
-more than --fail-slower AND a one-sided t-test on the logarithms of the run
-medians gives p < {alpha}/N (N = cases compared on that machine); an "(all)" row
-per machine tests every run's geometric mean over the cases at p < {overall}.
-Too few runs to tell gives "inconclusive", with how many runs a side would
+machine id, in the words every verdict here uses: a case is "slower" (a
+regression) when the median of NEW's run medians is slower by more than
+--fail-slower AND a one-sided t-test on the logarithms of the run medians gives
+p < {alpha}/N (N = cases compared on that machine); "faster" the other way;
+"same" when the ratio's interval (at that p) lies inside +/- --fail-slower; an
+"(all)" row per machine tests every run's geometric mean over the cases at
+p < {overall}. Too few runs to tell gives "undecided", with how many runs a side would
 decide it (pytest bench --benchmark-only --bench-repeat N makes N runs). Rows
 marked contended or concurrent are left out and listed. A case of OLD that NEW
 lacks or that failed in NEW fails the gate (--allow-missing allows it).
@@ -114,10 +120,10 @@ exit status:
   1  --strict: the report shows rows marked contended or concurrent
   2  usage error, outputs could not be written, or warnings under --strict
  gate mode (--compare):
-  0  pass: nothing regressed, missing or failed (inconclusive cases pass)
-  1  fail: a case (or a machine's "(all)" row) regressed; a case of OLD is
+  0  pass: nothing slower, missing or failed (undecided cases pass)
+  1  fail: a case (or a machine's "(all)" row) is slower; a case of OLD is
      missing from NEW or failed there (unless --allow-missing); with --strict,
-     a case is inconclusive
+     a case is undecided while slower than --fail-slower
   2  OLD or NEW does not exist or holds no results, OLD and NEW share no
      machine id, a usage error, or warnings under --strict
  history mode (--history):
@@ -149,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
              "in sorted order. --baseline is its old name (the reference-loop suite is "
              "called baseline).")
     parser.add_argument(
+        "--threshold", type=parse_threshold, default=DEFAULT_THRESHOLD, metavar="THRESHOLD",
+        help="the margin of the verdicts across machines: a machine/device is \"same\" as "
+             "the reference when the 99%% interval of their speed ratio lies inside +/- "
+             "THRESHOLD, \"faster\"/\"slower\" when it lies wholly beyond it, else "
+             "\"undecided\"; a percentage or a fraction: 5%% or 0.05 "
+             f"(default: {DEFAULT_THRESHOLD * 100:g}%%)")
+    parser.add_argument(
         "--all-runs", action="store_true",
         help="pool every run of a machine per case (statistics over all rounds) instead "
              "of using the newest run per machine and case; also lists every failure. "
@@ -157,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-plots", action="store_true",
         help="do not draw the PNG plots (they are skipped with a warning anyway when "
              "matplotlib is missing)")
+    parser.add_argument(
+        "--no-html", action="store_true",
+        help="do not write REPORT.html, the interactive page (one self-contained file "
+             "that opens offline: charts with filters, search and 99%% intervals)")
     parser.add_argument(
         "--include-synthetic", action="store_true",
         help="also read runs made on synthetic data (--bench-data synthetic; data = "
@@ -167,13 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 2 when there was any warning (after printing everything), "
              "e.g. to fail CI on a broken or foreign result file; in report mode also exit "
              "1 when a row shown is contended or concurrent; with --compare also fail "
-             "(exit 1) on an inconclusive case")
+             "(exit 1) on a case left undecided while slower than --fail-slower")
     parser.add_argument(
         "--compare", nargs=2, metavar=("OLD", "NEW"),
         help="gate mode: compare every run of NEW against every run of OLD (each a "
              "result file or a folder of them) case by case for the same machine id; "
-             "prints each case as regressed, failed, missing, inconclusive, improved, "
-             "unchanged or added, and exits 1 when any regressed, or a case of OLD is "
+             "prints each case as slower, failed, missing, undecided, faster, same or "
+             "added, and exits 1 when any is slower, or a case of OLD is "
              "missing or failed in NEW. Example: --compare results/baseline results/new")
     parser.add_argument(
         "--history", action="store_true",
@@ -256,10 +273,24 @@ def relative_to(frame: pd.DataFrame, requested: str | None) -> tuple[str | None,
         f"(labels: {', '.join(labels)})")
 
 
+def not_run_count(runs: Sequence, all_runs: bool) -> int:
+    """The cases the plans or budgets of the runs shown left out."""
+    return len(tables.not_run_rows(list(runs), all_runs))
+
+
 def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | None,
-                 all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
-    """REPORT.md: intro, notes, then every table of :mod:`bench.report.tables` with something to
-    show, and the warnings. ``selected``: the rows the case tables show (select_runs)."""
+                 all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = (),
+                 threshold: float = DEFAULT_THRESHOLD,
+                 verdicts: pd.DataFrame | None = None,
+                 summary: pd.DataFrame | None = None) -> str:
+    """REPORT.md: intro, the summary, the verdicts across machines, then every table of
+    :mod:`bench.report.tables` with something to show, and the warnings. ``selected``: the
+    rows the case tables show (select_runs); ``verdicts``: :func:`machine_verdicts` over
+    every run (computed when not given)."""
+    if verdicts is None:
+        verdicts = machine_verdicts(results.benchmarks, reference, threshold)
+    if summary is None:
+        summary = summarize(verdicts, results.benchmarks, threshold)
     machine_ids = sorted({run.machine_id for run in results.runs})
     labels, runs = selected["label"].nunique() if not selected.empty else 0, len(results.runs)
     intro = [
@@ -273,6 +304,13 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         else "No speedups: no results."]
     if notes:
         intro.append("\n".join(f"Note: {note}" for note in notes))
+    failures = current_failures(results, all_runs)
+    spoiled = int(spoiled_mask(results.benchmarks).sum()) if not results.benchmarks.empty else 0
+    parts = intro + ["## Summary\n\n" + summary_section(
+        selected, verdicts, summary, reference, threshold,
+        not_run_count(results.runs, all_runs), len(failures), spoiled)]
+    if (text := verdicts_section(verdicts, threshold)) is not None:
+        parts.append(f"## Verdicts across machines\n\n{text}")
     sections = [(tables.MACHINES, results.runs), (tables.RUNS, results.runs)]
     sections += [(table, selected) for table in (
         tables.TRAINING, tables.INFERENCE, tables.LATENCY, tables.TIME_TO_ACCURACY,
@@ -281,9 +319,9 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         sorted(set(selected.get("suite", [])) - set(tables.DEDICATED_SUITES))))]
     sections += [(tables.SPREAD, run_spread(results.benchmarks)),
                  (tables.NOT_RUN, (results.runs, all_runs)),
-                 (tables.FAILURES, current_failures(results, all_runs))]
-    parts = intro + [f"## {table.title}\n\n{text}" for table, data in sections
-                     if (text := tables.render(table, data, reference, all_runs)) is not None]
+                 (tables.FAILURES, failures)]
+    parts += [f"## {table.title}\n\n{text}" for table, data in sections
+              if (text := tables.render(table, data, reference, all_runs)) is not None]
     if warnings:
         parts.append("## Warnings\n\n" + "\n".join(f"- {escape(w)}" for w in warnings))
     return "\n\n".join(parts) + "\n"
@@ -291,7 +329,8 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
 
 def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: str | None,
                 all_runs: bool, draw_plots: bool, log: WarningLog,
-                include_synthetic: bool = False, strict: bool = False) -> int:
+                include_synthetic: bool = False, strict: bool = False,
+                threshold: float = DEFAULT_THRESHOLD, html: bool = True) -> int:
     """Report mode: load, print the report, write the outputs; returns the exit status."""
     recover_journals(paths)
     results = load_results(paths, log, include_synthetic)
@@ -305,7 +344,10 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     reference, problem = relative_to(selected, reference_request)
     if problem:
         log.warn("--relative-to (--baseline)", problem)
-    report = build_report(results, selected, reference, all_runs, log.messages, notes)
+    verdicts = machine_verdicts(results.benchmarks, reference, threshold)
+    summary = summarize(verdicts, results.benchmarks, threshold)
+    report = build_report(results, selected, reference, all_runs, log.messages, notes,
+                          threshold, verdicts, summary)
     print(report)
     written = []
     try:
@@ -314,6 +356,12 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
             written.append(out_dir / name)
         if draw_plots:
             written += write_plots(selected, out_dir, log, write_atomic)
+        if html:
+            written.append(write_page(
+                out_dir, selected, summary_rows(summary), verdicts.rename(
+                    columns={"setting": "case"}), results.runs,
+                "Fashion-MNIST benchmark report", notes, write_atomic,
+                history_frame=results.benchmarks))
     except OSError as error:
         print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
         return EXIT_STRICT
@@ -376,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
                              args.all_runs, not args.no_plots, log, args.include_synthetic,
-                             args.strict)
+                             args.strict, args.threshold, not args.no_html)
     if args.strict and log.messages:
         print(f"--strict: {len(log.messages)} warning(s); exit status {EXIT_STRICT}",
               file=sys.stderr)

@@ -19,7 +19,7 @@ from bench.report.tables import (
     COMPILED,
     COMPILED_VS_NOT,
     MIXED_PRECISIONS,
-    precision_xla_speedups,
+    precision_xla_pairs,
 )
 from bench.report.text import has, order, yes
 
@@ -57,7 +57,10 @@ def throughput_lines(frame: pd.DataFrame, suite: str) -> list[dict]:
                       # stopped on the budget before their interval was reached (§).
                       "spoiled": [bool(yes(r.get("contended")) or yes(r.get("concurrent")))
                                   for r in records],
-                      "budget": [r.get("stop_reason") == "budget" for r in records]})
+                      "budget": [r.get("stop_reason") == "budget" for r in records],
+                      "halfwidths": [float(r["ci_halfwidth"]) if has(r.get("ci_halfwidth"))
+                                     and 0 < float(r["ci_halfwidth"]) < 10 else 0.0
+                                     for r in records]})
     lines.sort(key=lambda line: (line["label"], order("model", line["model"]), line["backend"]))
     return lines
 
@@ -78,14 +81,20 @@ def tta_bars(frame: pd.DataFrame) -> list[dict]:
                 f"{compiled if yes(r.get('xla')) else ''}"
                 f"{'' if r['backend'] == 'tensorflow' else ' ' + r['backend']}")
         bars.append({"text": text, "seconds": seconds, "reached": reached,
-                     "label": r["label"]})
+                     "label": r["label"], "budget": r.get("stop_reason") == "budget"})
     bars.sort(key=lambda b: b["text"])
     return bars
 
 
 def _colors(labels: list[str]) -> dict[str, str]:
+    """One colour per machine/device label, the same in every plot of a report."""
     palette = [f"C{i}" for i in range(10)]
     return {label: palette[i % len(palette)] for i, label in enumerate(sorted(set(labels)))}
+
+
+#: One marker per model, one line style per backend, in every plot.
+MODEL_MARKERS = {"mlp": "o", "cnn": "s"}
+BACKEND_STYLES = {"tensorflow": "-", "jax": "--", "torch": ":"}
 
 
 def _no_data(axes, text: str) -> None:
@@ -93,101 +102,142 @@ def _no_data(axes, text: str) -> None:
     axes.set_axis_off()
 
 
-#: How a plot marks the points the tables mark: (flag, marker style, legend text).
-POINT_MARKS = (("spoiled", dict(marker="o", markersize=13, markerfacecolor="none",
-                                markeredgecolor="red", linestyle="none"),
-                "† / ‡ contended or concurrent"),
-               ("budget", dict(marker="x", markersize=11, color="black", linestyle="none"),
-                "§ stopped on the budget (interval not reached)"))
+def _legend_outside(figure, axes_list, extra: list[tuple] = ()) -> None:
+    """One legend for the figure, right of the panels (never on the data): each label
+    once, then the entries of ``extra`` (handle, text)."""
+    seen: dict[str, object] = {}
+    for axes in axes_list:
+        for handle, text in zip(*axes.get_legend_handles_labels(), strict=True):
+            seen.setdefault(text, handle)
+    for handle, text in extra:
+        seen.setdefault(text, handle)
+    if seen:
+        figure.legend(list(seen.values()), list(seen.keys()), loc="outside lower center",
+                      ncol=min(4, len(seen)), fontsize="small", frameon=False)
 
 
-def _mark_points(axes, line: dict) -> None:
-    """Circle a line's contended points and cross its budget-stopped ones; one legend
-    entry per kind of mark on the axes."""
-    have = {text for text in axes.get_legend_handles_labels()[1]}
-    for flag, style, text in POINT_MARKS:
-        chosen = [i for i, on in enumerate(line.get(flag, [])) if on]
-        if chosen:
-            axes.plot([line["batch_sizes"][i] for i in chosen],
-                      [line["samples_per_second"][i] for i in chosen], **style,
-                      label=text if text not in have else None)
-            have.add(text)
+def _key_handles(labels: list[str], colors: dict[str, str], models: list[str],
+                 backends: list[str] = ()) -> list[tuple]:
+    """Legend entries: a colour per machine/device, a marker per model, a line style per
+    backend, and the two point marks."""
+    from matplotlib.lines import Line2D
+
+    handles = [(Line2D([], [], color=colors[label], linewidth=6), label) for label in labels]
+    handles += [(Line2D([], [], color="grey", marker=MODEL_MARKERS.get(m, "d"),
+                        linestyle="none"), f"model {m}") for m in models]
+    handles += [(Line2D([], [], color="grey", linestyle=BACKEND_STYLES.get(b, "-.")),
+                 f"backend {b}") for b in backends]
+    handles += [(Line2D([], [], color="grey", marker="o", markerfacecolor="white",
+                        linestyle="none"), "hollow: stopped on the budget (§)"),
+                (Line2D([], [], marker="o", markersize=11, markerfacecolor="none",
+                        markeredgecolor="red", linestyle="none"),
+                 "red ring: contended or concurrent (†/‡)")]
+    return handles
+
+
+def _error(values: list[float], halves: list[float]) -> list[list[float]]:
+    """Asymmetric error bars of a log axis from 99% half-widths given as shares."""
+    return [[v - v / (1 + h) for v, h in zip(values, halves, strict=True)],
+            [v * h for v, h in zip(values, halves, strict=True)]]
 
 
 def _throughput_figure(figure_class, frame: pd.DataFrame):
-    figure = figure_class(figsize=(13, 5.5), layout="constrained")
+    figure = figure_class(figsize=(14, 6.5), layout="constrained")
     axes_pair = figure.subplots(1, 2)
     all_lines = {suite: throughput_lines(frame, suite) for suite in SUITE_TITLES}
-    # One colour per machine/device and backend, so two frameworks on one device differ.
-    def series(line: dict) -> str:
-        return f"{line['label']} {line['backend']}"
-
-    colors = _colors([series(line) for lines in all_lines.values() for line in lines])
-    styles = {"mlp": "-", "cnn": "--"}
-    markers = {"tensorflow": "o", "jax": "s", "torch": "^"}
+    every = [line for lines in all_lines.values() for line in lines]
+    colors = _colors([line["label"] for line in every])
     for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
         lines = all_lines[suite]
         if not lines:
             _no_data(axes, f"No {suite} results")
             continue
         for line in lines:
-            name = f"{line['label']} {line['model']}"
-            if line["backend"] != "tensorflow":
-                name += f" ({line['backend']})"
-            axes.plot(line["batch_sizes"], line["samples_per_second"],
-                      linestyle=styles.get(line["model"], ":"), color=colors[series(line)],
-                      marker=markers.get(line["backend"], "d"), label=name)
-            _mark_points(axes, line)
+            color = colors[line["label"]]
+            marker = MODEL_MARKERS.get(line["model"], "d")
+            xs, ys = line["batch_sizes"], line["samples_per_second"]
+            axes.errorbar(xs, ys, yerr=_error(ys, line["halfwidths"]), color=color,
+                          linestyle=BACKEND_STYLES.get(line["backend"], "-."), marker=marker,
+                          capsize=2, linewidth=1.3)
+            hollow = [i for i, on in enumerate(line["budget"]) if on]
+            if hollow:
+                axes.plot([xs[i] for i in hollow], [ys[i] for i in hollow], linestyle="none",
+                          marker=marker, markerfacecolor="white", markeredgecolor=color)
+            spoiled = [i for i, on in enumerate(line["spoiled"]) if on]
+            if spoiled:
+                axes.plot([xs[i] for i in spoiled], [ys[i] for i in spoiled], linestyle="none",
+                          marker="o", markersize=13, markerfacecolor="none",
+                          markeredgecolor="red")
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
         axes.set_xlabel("batch size")
-        axes.set_ylabel(f"samples/s (best precision and {COMPILED} setting)")
+        axes.set_ylabel(f"samples/s (best precision and {COMPILED} setting; 99% interval)")
         axes.set_title(title)
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize="small")
-    figure.suptitle("Throughput against batch size per machine/device")
+    _legend_outside(figure, [], _key_handles(
+        sorted(colors), colors, sorted({line["model"] for line in every},
+                                       key=lambda m: order("model", m)),
+        sorted({line["backend"] for line in every}, key=lambda b: order("backend", b))))
+    figure.suptitle("Throughput against batch size: a colour per machine/device, a marker "
+                    "per model, a line style per backend")
     return figure
 
 
 def _speedup_figure(figure_class, frame: pd.DataFrame):
-    figure = figure_class(figsize=(13, 5.5), layout="constrained")
-    axes_pair = figure.subplots(1, 2)
-    speedups = precision_xla_speedups(frame)
-    # One group of bars per machine/device and backend.
-    speedups["label"] = speedups["label"] + " " + speedups["backend"]
+    """Each pair of cases one point (no bar or whisker spans cases that differ): x = the
+    comparison and backend, y = the speedup on a log axis, colour = machine/device,
+    marker = model, the pair's own 99% interval as its error bar."""
+    figure = figure_class(figsize=(13, 10), layout="constrained")
+    axes_pair = figure.subplots(2, 1)
+    pairs = precision_xla_pairs(frame)
+    colors = _colors(list(pairs["label"]))
+    labels = sorted(colors)
     comparisons = [f"{p} vs fp32" for p in MIXED_PRECISIONS] + [COMPILED_VS_NOT]
     for axes, (suite, title) in zip(axes_pair, SUITE_TITLES.items(), strict=True):
-        rows = speedups[speedups["suite"] == suite]
+        rows = pairs[pairs["suite"] == suite]
         if rows.empty:
             _no_data(axes, f"No {suite} pairs")
             continue
-        labels = sorted(rows["label"].unique())
-        # Fixed slots and colours per comparison so both panels read the same way.
-        width = 0.8 / len(comparisons)
-        for i, comparison in enumerate(comparisons):
-            if comparison not in set(rows["comparison"]):
-                continue
-            xs, heights, below, above = [], [], [], []
-            for j, label in enumerate(labels):
-                match = rows[(rows["label"] == label) & (rows["comparison"] == comparison)]
-                if match.empty:
-                    continue
-                r = match.iloc[0]
-                xs.append(j + (i - (len(comparisons) - 1) / 2) * width)
-                heights.append(r["speedup"])
-                # The geometric mean of one ratio can land a rounding error outside
-                # [low, high]; matplotlib refuses negative error bars.
-                below.append(max(0.0, r["speedup"] - r["low"]))
-                above.append(max(0.0, r["high"] - r["speedup"]))
-            axes.bar(xs, heights, width=width, label=comparison, yerr=[below, above],
-                     capsize=3, color=f"C{i}")
+        slots = [(c, b) for c in comparisons for b in
+                 sorted(set(rows["backend"]), key=lambda b: order("backend", b))
+                 if not rows[(rows["comparison"] == c) & (rows["backend"] == b)].empty]
+        for x, (comparison, backend) in enumerate(slots):
+            chosen = rows[(rows["comparison"] == comparison) & (rows["backend"] == backend)]
+            for r in chosen.to_dict("records"):
+                offset = (labels.index(r["label"]) - (len(labels) - 1) / 2) * 0.8 / \
+                    max(len(labels), 1)
+                color = colors[r["label"]]
+                axes.errorbar([x + offset], [r["ratio"]],
+                              yerr=[[r["ratio"] - r["low"]], [r["high"] - r["ratio"]]],
+                              color=color, marker=MODEL_MARKERS.get(r["model"], "d"),
+                              markerfacecolor="white" if r["flagged"] else color,
+                              linestyle="none", capsize=2)
         axes.axhline(1.0, color="black", linewidth=0.8)
-        axes.set_xticks(range(len(labels)), labels, rotation=15, ha="right", fontsize="small")
-        axes.set_ylabel("speedup in samples/s (geometric mean, min–max)")
+        axes.set_yscale("log")
+        axes.set_xticks(range(len(slots)), [f"{SHORT_COMPARISON.get(c, c)}\n{b}"
+                                            for c, b in slots], fontsize="small")
+        for x in range(1, len(slots)):  # a rule between comparisons
+            if slots[x][0] != slots[x - 1][0]:
+                axes.axvline(x - 0.5, color="grey", linewidth=0.8)
+        axes.set_xlim(-0.6, len(slots) - 0.4)
+        axes.set_ylabel("speedup in samples/s (log; above 1 = faster)")
         axes.set_title(title)
-        axes.legend(fontsize="small")
-    figure.suptitle(f"Mixed precision over fp32 and {COMPILED} on over off, per machine/device")
+        axes.grid(True, axis="y", which="both", alpha=0.3)
+    _legend_outside(figure, [], _key_handles(labels, colors, sorted(
+        set(pairs["model"]), key=lambda m: order("model", m)))[:-2] + [
+        (_hollow_handle(), "hollow: a row stopped on the budget, contended or concurrent")])
+    figure.suptitle(f"Mixed precision over fp32, {COMPILED} on over off: a point per pair of "
+                    f"cases (same machine/device, model, batch, backend), 99% interval")
     return figure
+
+
+SHORT_COMPARISON = {COMPILED_VS_NOT: "XLA / compile on/off"}
+
+
+def _hollow_handle():
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="none")
 
 
 def _tta_figure(figure_class, frame: pd.DataFrame):
@@ -199,18 +249,25 @@ def _tta_figure(figure_class, frame: pd.DataFrame):
         return figure
     colors = _colors([b["label"] for b in bars])
     positions = list(range(len(bars)))
-    drawn = axes.barh(positions, [b["seconds"] for b in bars],
-                      color=[colors[b["label"]] for b in bars])
-    for position, patch, bar in zip(positions, drawn, bars, strict=True):
+    # Points, not bars: a bar's length on a log axis depends on where the axis starts.
+    for position, bar in zip(positions, bars, strict=True):
+        color = colors[bar["label"]]
+        axes.axhline(position, color="grey", linewidth=0.5, alpha=0.4)
+        axes.plot([bar["seconds"]], [position], marker="o", markersize=8, linestyle="none",
+                  color=color, markerfacecolor=color if bar["reached"] else "white")
         if not bar["reached"]:
-            patch.set_hatch("//")  # per patch: older matplotlib takes no list of hatches
-            axes.text(bar["seconds"], position, "  not reached", va="center", fontsize="small")
+            why = " (stopped on the budget)" if bar.get("budget") else ""
+            axes.text(bar["seconds"], position, f"   not reached{why}", va="center",
+                      fontsize="small")
     axes.set_yticks(positions, [b["text"] for b in bars], fontsize="small")
+    for tick, bar in zip(axes.get_yticklabels(), bars, strict=True):
+        tick.set_color(colors[bar["label"]])
     axes.invert_yaxis()
     axes.set_xscale("log")
-    axes.set_xlabel("seconds to the target accuracy (compile included); hatched = not reached")
+    axes.set_xlabel("seconds to the target accuracy, compile included (log);\nhollow = not "
+                    "reached within the epoch cap (then: the whole run's time)")
     axes.grid(True, axis="x", which="both", alpha=0.3)
-    axes.set_title("Time to accuracy")
+    axes.set_title("Time to accuracy: a colour per machine/device")
     return figure
 
 

@@ -132,8 +132,24 @@ def _comparison(table: Table, records: list[dict], reference: str | None) -> tup
                      *(fmt.format_speedup(speedup(table.value(on[label]), base,
                                                   table.higher_is_better))
                        if label in on else NO_VALUE for label in others)])
-    return ([c.header for c in columns] + labels + [f"speedup {label}" for label in others],
-            [c.align for c in columns] + ["r"] * (len(labels) + len(others)), body)
+    headers = [c.header for c in columns] + labels + [f"speedup {label}" for label in others]
+    align = [c.align for c in columns] + ["r"] * (len(labels) + len(others))
+    return _drop_empty(headers, align, body, len(columns))
+
+
+def _no_figure(cell: str) -> bool:
+    return cell == NO_VALUE
+
+
+def _drop_empty(headers: list[str], align: list[str], body: list[list[str]],
+                keys: int) -> tuple[list[str], list[str], list[list[str]]]:
+    """Leave out the figure columns (after the first ``keys``) and the rows that hold no
+    figure: every cell ``—`` (``unavailable`` is a finding: no counter there)."""
+    body = [row for row in body if not all(_no_figure(cell) for cell in row[keys:])]
+    keep = [i for i in range(len(headers)) if i < keys or
+            not all(_no_figure(row[i]) for row in body)]
+    return ([headers[i] for i in keep], [align[i] for i in keep],
+            [[row[i] for i in keep] for row in body])
 
 
 def render(table: Table, data: object, reference: str | None = None,
@@ -305,30 +321,61 @@ def other_suite(name: str, frame: pd.DataFrame) -> Table:
 
 # --------------------------------------------------------------------------- lists
 
-def precision_xla_speedups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Geometric-mean speedups in samples/s of mixed precision over fp32 and of XLA /
-    torch.compile on over off, per suite (train, inference), machine/device and backend,
-    over the pairs of cases (same model, batch, backend) differing in that alone. Columns:
-    suite, label, backend, comparison, speedup, low and high (extreme ratios), cases."""
-    columns = ["suite", "label", "backend", "comparison", "speedup", "low", "high", "cases"]
+PAIR_COLUMNS = ["suite", "label", "backend", "model", "batch_size", "comparison", "ratio",
+                "low", "high", "flagged"]
+
+
+def _share(value: object) -> float:
+    """A row's own 99% half-width as a share (0 where it has none, as schema-1 rows)."""
+    return float(value) if has(value) and np.isfinite(float(value)) else 0.0
+
+
+def precision_xla_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of cases that differ only in precision (fp16/bf16 against fp32) or only in
+    XLA / torch.compile (on against off), same suite, machine/device, model, batch and
+    backend: the speedup in samples/s. ``low``/``high``: the ratio's interval from both
+    rows' own 99% intervals (root of the sum of squared log half-widths; the ratio alone
+    where neither has one); ``flagged``: either row contended, concurrent or stopped on the
+    budget. Columns :data:`PAIR_COLUMNS`."""
     if frame.empty or "samples_per_second" not in frame:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=PAIR_COLUMNS)
     same = ["suite", "label", "model", "batch_size", "backend"]
-    rows = frame.loc[frame["suite"].isin(["train", "inference"])
-                     & (pd.to_numeric(frame["samples_per_second"]) > 0),
-                     same + ["precision", "xla", "samples_per_second"]].astype({"xla": bool})
+    data = frame.assign(
+        samples_per_second=pd.to_numeric(frame["samples_per_second"], errors="coerce"),
+        half=[np.log1p(_share(v)) for v in frame.get("ci_halfwidth", [None] * len(frame))],
+        flagged=[is_spoiled(r) or r.get("stop_reason") == "budget"
+                 for r in frame.to_dict("records")])
+    rows = data.loc[data["suite"].isin(["train", "inference"]) & (data["samples_per_second"] > 0),
+                    same + ["precision", "xla", "samples_per_second", "half", "flagged"]] \
+        .astype({"xla": bool})
     pairs = [(f"{p} vs fp32", rows[rows["precision"] == p], rows[rows["precision"] == "fp32"],
               "xla") for p in MIXED_PRECISIONS]
     pairs.append((COMPILED_VS_NOT, rows[rows["xla"]], rows[~rows["xla"]], "precision"))
     result = []
     for comparison, faster, slower, also in pairs:
         pair = faster.merge(slower, on=same + [also], suffixes=("", "_base"))
-        pair["ratio"] = [speedup(a, b) for a, b in zip(
-            pair["samples_per_second"], pair["samples_per_second_base"], strict=True)]
-        for (name, label, backend), group in pair.groupby(["suite", "label", "backend"]):
-            ratios = group["ratio"].to_numpy(dtype=float)
-            result.append([name, label, backend, comparison, np.exp(np.log(ratios).mean()),
-                           ratios.min(), ratios.max(), len(ratios)])
+        for r in pair.to_dict("records"):
+            ratio = r["samples_per_second"] / r["samples_per_second_base"]
+            half = float(np.hypot(r["half"], r["half_base"]))
+            result.append([r["suite"], r["label"], r["backend"], r["model"], r["batch_size"],
+                           comparison, ratio, ratio * np.exp(-half), ratio * np.exp(half),
+                           bool(r["flagged"] or r["flagged_base"])])
+    return pd.DataFrame(result, columns=PAIR_COLUMNS)
+
+
+def precision_xla_speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Geometric-mean speedups in samples/s of mixed precision over fp32 and of XLA /
+    torch.compile on over off, per suite (train, inference), machine/device and backend,
+    over the pairs of :func:`precision_xla_pairs`. Columns: suite, label, backend,
+    comparison, speedup, low and high (extreme ratios), cases."""
+    columns = ["suite", "label", "backend", "comparison", "speedup", "low", "high", "cases"]
+    pairs = precision_xla_pairs(frame)
+    result = []
+    for (name, label, backend, comparison), group in pairs.groupby(
+            ["suite", "label", "backend", "comparison"]):
+        ratios = group["ratio"].to_numpy(dtype=float)
+        result.append([name, label, backend, comparison, np.exp(np.log(ratios).mean()),
+                       ratios.min(), ratios.max(), len(ratios)])
     return pd.DataFrame(result, columns=columns)
 
 
