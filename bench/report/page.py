@@ -277,6 +277,9 @@ def render_page(data: dict) -> str:
         f'<section class="chart"><h2>{html.escape(heading)}</h2><p class="caption">'
         f'{caption}</p>{extra}<div id="chart-{name}" class="view"></div></section>'
         for name, heading, caption, extra in CHARTS)
+    references = sorted({v["reference"] for v in data["verdicts"] if v.get("reference")})
+    reference = ", ".join(f"<code>{html.escape(r)}</code>" for r in references) or \
+        "the reference"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -299,9 +302,11 @@ def render_page(data: dict) -> str:
 <button id="reset" type="button">show all</button> <span id="shown"></span></nav>
 <main>
 <section><h2>Summary</h2><div id="summary"></div></section>
-<section><h2>Cross-machine verdicts</h2><p class="caption">Throughput of a machine/device
-over its reference, per case: the ratio (above 1: faster) with its 99% interval, and the
-verdict drawn from them.</p><div id="verdicts"></div></section>
+<section><h2>Verdicts across machines</h2><p class="caption">Per case, each machine/device
+against {reference}: the speed ratio (above 1: faster) of the geometric means of their
+runs, its 99% interval from the run-to-run spread, and the verdict (faster / slower
+beyond the threshold, same inside it, else undecided); setting = the case id without its
+device.</p><div id="verdicts"></div></section>
 {charts}
 </main>
 <script type="application/json" id="report-data">{script_json(data)}</script>

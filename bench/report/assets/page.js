@@ -320,16 +320,16 @@
     table(document.getElementById("summary"), columns, keyed, plainCell,
       columns.length ? "No summary rows for the current filters." : "No summary rows.");
     const verdicts = shown(DATA.verdicts);
-    const names = ["machine/device", "reference", "suite", "case", "model", "batch", "precision",
-      "XLA / compile", "backend", "ratio", "99% interval", "verdict", "runs", "reference runs",
-      "basis"];
-    const rows = verdicts.map((v) => [v.label, v.reference, v.suite, v.case, v.model,
-      v.batch_size, v.precision, v.xla ? "on" : "off", v.backend, v.ratio,
-      v.low === null ? "—" : v.low.toFixed(3) + " – " + v.high.toFixed(3), v.verdict, v.runs,
-      v.reference_runs, v.basis]);
+    // The setting (case id without its device) says model, batch, precision, XLA and
+    // backend; the reference is one for the page and stated above the table.
+    const names = ["machine/device", "suite", "setting", "verdict", "ratio", "99% interval",
+      "runs / reference runs", "basis"];
+    const rows = verdicts.map((v) => [v.label, v.suite, v.case, v.verdict, v.ratio,
+      v.low === null ? "—" : v.low.toPrecision(3) + " – " + v.high.toPrecision(3),
+      v.runs + " / " + v.reference_runs, v.basis]);
     table(document.getElementById("verdicts"), names, rows, (td, value, column) => {
       if (column === "ratio" && typeof value === "number") {
-        td.textContent = value.toFixed(3);
+        td.textContent = value.toPrecision(3) + "×";
         td.className = "number";
       } else if (column === "verdict") {
         td.textContent = value || "—";
