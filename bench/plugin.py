@@ -26,6 +26,7 @@ from fashion_core.logs import quiet_tensorflow_log
 # (README, "TensorFlow's log"); before anything below imports TensorFlow.
 quiet_tensorflow_log()
 from bench import cases as matrix
+from bench import progress
 from bench.journal import Journal, recover_orphans
 from bench.measure import wait_for_quiet
 from bench.session import (
@@ -139,6 +140,7 @@ def pytest_addoption(parser):
                     help="run even while another bench session holds this machine's lock; "
                          "the rows are marked 'concurrent' (their times are not the "
                          "machine's own)")
+    progress.add_options(group)
 
 
 def _positive_int(text: str) -> int:
@@ -239,6 +241,7 @@ def pytest_configure(config):
     state = config._fashion_bench = BenchState()
     if not hasattr(config.option, "bench_matrix"):
         return
+    config.pluginmanager.register(progress.ProgressPlugin(config, state), progress.PLUGIN_NAME)
     from fashion_core.backends import BackendError
 
     try:
@@ -369,11 +372,11 @@ def pytest_runtestloop(session):
     state.isolating = True
     args = [a for a in config.invocation_params.args
             if a not in ("--bench-isolate", "--bench-no-isolate")] + ["--bench-no-isolate"]
+    tracker = progress.plugin_of(config)  # where the run is, said here and told the worker
     for index, group in enumerate(groups, 1):
-        print(f"\nfashion-bench: group {index} of {len(groups)}: {group} (worker process)",
-              flush=True)
+        position = tracker.group_starting(index, groups, state.journal)
         env = dict(os.environ, **{GROUP_ENV: group, WORKER_JOURNAL_ENV: str(state.journal.path),
-                                  CONCURRENT_ENV: "1" if state.concurrent else "0"})
+                                  CONCURRENT_ENV: "1" if state.concurrent else "0"}, **position)
         share = _group_budget(state, group)
         if share is not None and share <= 0:
             for case in _group_cases(state, group):
@@ -392,6 +395,7 @@ def pytest_runtestloop(session):
                 "phase": "worker", "error": f"the worker process of group {group} ended "
                                             f"with exit status {code}; its unfinished "
                                             f"cases are missing", "trace": ""})
+    tracker.collect(state.journal)  # the last group's rows, for the closing table
     worker_failures = len(worker_results(state)["fashion_bench_failures"])
     session.testsfailed += worker_failures + len(state.worker_failures)
     return True

@@ -107,6 +107,16 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
                        "--bench-results", str(results)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 passed" in proc.stdout
+    # No terminal: a line per finished case (bench.progress) with its figure, interval,
+    # rounds and stop reason; at the end our table of the figures, not pytest-benchmark's.
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("fashion-bench [")]
+    assert [line.split(":")[0] for line in lines] == [
+        "fashion-bench [1/2] inference mlp-cpu-b64-fp32-xla",
+        "fashion-bench [2/2] train mlp-cpu-b64-fp32-xla"], proc.stdout[-3000:]
+    assert "ms/epoch" in lines[1] and " samples/s, ±" in lines[1], lines[1]
+    assert all(" rounds, " in line and " left" in line for line in lines), lines
+    assert "fashion-bench: the figures" in proc.stdout and "median per epoch" in proc.stdout
+    assert "Name (time in" not in proc.stdout
     # Synthetic data: saved apart from real results, and said so in the file.
     assert not list(results.glob("*.json")) and not list(results.glob("*/*.json"))
     files = list((results / "synthetic").glob("*/*.json"))

@@ -340,3 +340,8 @@ def test_isolated_groups_run_in_workers_and_a_dying_worker_takes_only_its_group(
     assert "group mlp/cpu/bf16" in failure["error"] and document["fashion_bench_status"] == \
         "complete"
     assert not list(results.rglob(".journal-*"))
+    # The parent says where the run is at each group; each worker counts its cases over the
+    # whole run (bench.progress); the closing table holds the workers' rows.
+    assert "group 3 of 3: mlp/cpu/fp16 (worker process); case 4 of 4, run " in proc.stdout
+    assert "fashion-bench [4/4] train mlp-cpu-b128-fp16-xla: " in proc.stdout
+    assert "train: median per epoch\nmlp-cpu-b128-fp32-xla " in proc.stdout
