@@ -617,8 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         runners = [Runner(tree, out / name, selection, args.rounds) for tree, name in
                    zip(trees, ("base", "head"), strict=True)]
         interleave = args.interleave
-        if interleave == "rounds" and not all(speaks_protocol(t / "bench" / "turns.py")
-                                              for t in trees):
+        if interleave == "rounds" and not all(speaks_protocol(t) for t in trees):
             print("bench.ab: a revision predates this way of taking turns round by round: "
                   "whole runs alternate instead (--interleave runs)", flush=True)
             interleave = "runs"

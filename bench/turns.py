@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 #: The hand-over protocol's version: bench.ab takes turns only with revisions whose
-#: bench/turns.py says the same (else whole runs alternate).
+#: package says the same (``bench.TURNS_PROTOCOL``; else whole runs alternate).
 PROTOCOL = 2
 SIDES = ("base", "head")
 ENV_FOLDER, ENV_SIDE = "FASHION_BENCH_TURNS", "FASHION_BENCH_TURN_SIDE"
@@ -35,13 +35,46 @@ CHECK_SECONDS = 0.5
 START_TIMEOUT = 600.0
 
 
-def speaks_protocol(source: Path) -> bool:
-    """Whether the bench/turns.py at ``source`` (another revision's) speaks this protocol."""
+#: Asked of another revision's checkout, run there: the protocol its package exports
+#: (``bench.TURNS_PROTOCOL``; before that existed, ``bench.turns.PROTOCOL``), 0 for none.
+_ASK = """\
+import os, sys
+import bench
+if not os.path.realpath(bench.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep):
+    print(0)  # not that checkout's package
+    raise SystemExit
+protocol = getattr(bench, "TURNS_PROTOCOL", None)
+if protocol is None:
     try:
-        text = source.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return f"\nPROTOCOL = {PROTOCOL}\n" in text
+        import bench.turns
+        protocol = bench.turns.PROTOCOL
+    except (ImportError, AttributeError):
+        protocol = 0
+print(protocol)
+"""
+
+
+def protocol_of(tree: Path, python: str | None = None) -> int:
+    """The turn-taking protocol the revision checked out at ``tree`` speaks, asked of its
+    own package in a process of its own (0: none, or it could not answer)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env["PYTHONPATH"] = str(tree)
+    try:
+        # -S: no site-packages, so an installed copy of the project cannot answer for it.
+        done = subprocess.run([python or sys.executable, "-S", "-c", _ASK, str(tree)],
+                              cwd=tree, env=env,
+                              capture_output=True, text=True, timeout=120)
+        return int(done.stdout.strip()) if done.returncode == 0 else 0
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return 0
+
+
+def speaks_protocol(tree: Path) -> bool:
+    """Whether the revision checked out at ``tree`` takes turns as this one does."""
+    return protocol_of(tree) == PROTOCOL
 
 
 def _alive(pid: int) -> bool:

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -238,12 +239,26 @@ def pytest_command(args: argparse.Namespace, results: Path) -> list[str]:
     return command + list(args.pytest_args)
 
 
+def report_options(python: str, env: dict[str, str], project: Path) -> set[str]:
+    """The options the project's report takes, asked of the report itself (``python -m
+    bench.report --help``) rather than read from where its source happens to lie; none
+    where it cannot answer."""
+    try:
+        done = subprocess.run([python, "-m", "bench.report", "--help"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    if done.returncode != 0:
+        return set()
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", done.stdout))
+
+
 def report_command(args: argparse.Namespace, results: Path, report: Path,
-                   project: Path) -> list[str]:
+                   options: set[str]) -> list[str]:
+    """The report over the run; synthetic-data runs included where the report takes
+    ``--include-synthetic`` (``options``: :func:`report_options`)."""
     command = [args.python, "-m", "bench.report", str(results), "--out", str(report)]
-    report_source = project / "bench" / "report.py"
-    if args.data == "synthetic" and report_source.is_file() and \
-            "--include-synthetic" in report_source.read_text(encoding="utf-8"):
+    if args.data == "synthetic" and "--include-synthetic" in options:
         command.append("--include-synthetic")
     return command
 
@@ -611,7 +626,7 @@ def _run(args, log: Log, root: Path | None, manifest: dict, out: Path, results: 
         log(f"---- {item.backend}: {item.status}, {item.seconds:.0f} s, "
             f"{len(new)} result files{rows}")
 
-    command = report_command(args, results, report, PROJECT)
+    command = report_command(args, results, report, report_options(args.python, env, PROJECT))
     log(f"---- report: {dry}{quote(command)}")
     # A report that leaves synthetic runs out has nothing to say about a synthetic run.
     needed = args.data != "synthetic" or "--include-synthetic" in command

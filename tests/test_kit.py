@@ -303,7 +303,30 @@ def test_the_dry_run_prints_offline_install_and_each_backends_command(unpacked, 
     assert f"PYTHONPATH={unpacked / 'site'}{os.pathsep}{unpacked / 'project'}" in lines
     report = next(line for line in lines if line.startswith("---- report: "))
     assert f"-m bench.report {out / 'results'} --out {out / 'report'}" in report
+    # Synthetic data: the report is asked whether it takes --include-synthetic (it does).
+    assert report.endswith(" --include-synthetic")
     assert not out.exists()  # a dry run writes nothing
+
+
+def test_the_report_is_asked_for_its_options_not_read_from_a_path(tmp_path):
+    project = tmp_path / "project"
+    (project / "bench" / "report").mkdir(parents=True)
+    (project / "bench" / "__init__.py").write_text("")
+    (project / "bench" / "report" / "__init__.py").write_text("")
+    main = project / "bench" / "report" / "__main__.py"
+    main.write_text("print('usage: [--out DIR] [--include-synthetic] [--no-html]')\n")
+    env = dict(os.environ, PYTHONPATH=str(project))
+    options = kit_run.report_options(sys.executable, env, project)
+    assert {"--out", "--include-synthetic", "--no-html"} <= options
+    args = kit_run.parse_args(["out", "--data", "synthetic"])
+    assert kit_run.report_command(args, tmp_path / "r", tmp_path / "o", options)[-1] == \
+        "--include-synthetic"
+    main.write_text("print('usage: [--out DIR]')\n")  # an older report: not passed
+    older = kit_run.report_options(sys.executable, env, project)
+    assert "--include-synthetic" not in kit_run.report_command(args, tmp_path / "r",
+                                                               tmp_path / "o", older)
+    main.write_text("raise SystemExit(3)\n")  # a report that cannot answer: nothing assumed
+    assert kit_run.report_options(sys.executable, env, project) == set()
 
 
 def test_unknown_backends_are_a_usage_error(capsys):
@@ -471,7 +494,8 @@ def test_collect_dry_run_adds_nothing_and_says_where_files_would_go(tmp_path, ca
 
 # A stand-in harness for a run end to end in seconds: bench/conftest.py takes the
 # options the kit passes and writes one result file a session; the benchmark imports
-# the package the kit installed from its wheel; bench/report.py writes REPORT.md.
+# the package the kit installed from its wheel; bench/report.py writes REPORT.md and, asked
+# for its --help, names --include-synthetic.
 FAKE_HARNESS = {
     "bench/__init__.py": "",
     "bench/conftest.py": """\
@@ -501,6 +525,9 @@ import sys
 from pathlib import Path
 
 args = sys.argv[1:]
+if "--help" in args:
+    print("usage: report [--out DIR] [--include-synthetic]")
+    sys.exit(0)
 out = Path(args[args.index("--out") + 1])
 out.mkdir(parents=True, exist_ok=True)
 runs = sorted(Path(args[0]).rglob("*.json"))

@@ -111,8 +111,16 @@ def test_the_wait_for_a_turn_is_off_the_clock(monkeypatch):
 
 
 def test_only_a_revision_speaking_this_protocol_takes_turns(tmp_path):
-    source = tmp_path / "turns.py"
-    assert not turns.speaks_protocol(source)  # no such file: an older revision
-    source.write_text("PROTOCOL = 1\n")
-    assert not turns.speaks_protocol(source)
-    assert turns.speaks_protocol(ROOT / "bench" / "turns.py")
+    tree = tmp_path / "tree"
+    (tree / "bench").mkdir(parents=True)
+    assert not turns.speaks_protocol(tree)  # no package at all: it cannot answer
+    (tree / "bench" / "__init__.py").write_text("")
+    (tree / "bench" / "turns.py").write_text("PROTOCOL = 1\n")
+    assert turns.protocol_of(tree) == 1 and not turns.speaks_protocol(tree)
+    (tree / "bench" / "turns.py").write_text(f"PROTOCOL = {turns.PROTOCOL}\n")
+    assert turns.speaks_protocol(tree)  # an older revision: its module's constant
+    (tree / "bench" / "turns.py").unlink()  # the module moved: the package says it
+    (tree / "bench" / "__init__.py").write_text(f"TURNS_PROTOCOL = {turns.PROTOCOL}\n")
+    assert turns.speaks_protocol(tree)
+    assert turns.speaks_protocol(ROOT)
+    assert __import__("bench").TURNS_PROTOCOL == turns.PROTOCOL

@@ -28,8 +28,8 @@ A machine's summary row is the geometric mean of its case ratios. Its interval r
 whole runs where the sides have four or more between them: each run's mean log figure
 over the shared cases, centred on its side's case means, is one observation (the
 machine's state of that run included), as the gate's ``(all)`` row; never below the
-assumed spread where a case has fewer than three runs on a side (a machine drifts as a
-whole).
+assumed spread where the typical case has fewer than three runs on a side (a machine
+drifts as a whole).
 Else it takes the mean of the cases' standard errors (an upper bound whatever the
 correlation between cases) and the smallest degrees of freedom among them.
 """
@@ -189,8 +189,8 @@ def _summary_interval(group: pd.DataFrame, figures: pd.DataFrame | None,
     """The geometric mean of a group's case ratios with its interval, and the basis.
 
     With four runs or more in all (2 degrees of freedom at least), from the spread of whole
-    runs' scores (:func:`run_scores`), at least the assumed spread where a case has fewer
-    than three runs on a side; else the mean of the cases'
+    runs' scores (:func:`run_scores`), at least the assumed spread where the typical case
+    (the median) has fewer than three runs on a side; else the mean of the cases'
     standard errors at the fewest degrees of freedom among them, which bounds the
     geometric mean's error whatever the correlation between cases."""
     mean = float(pd.Series([math.log(r) for r in group["ratio"]]).mean())
@@ -201,8 +201,8 @@ def _summary_interval(group: pd.DataFrame, figures: pd.DataFrame | None,
         if len(mine) + len(theirs) - 2 >= 2:
             sd, df = stats.pooled_sd([mine, theirs])
             basis = f"{len(mine)} / {len(theirs)} whole runs"
-            fewest = min(int(group["runs"].min()), int(group["reference_runs"].min()))
-            if fewest < OWN_SPREAD_RUNS and sd < ASSUMED_RUN_SD:
+            typical = min(float(group["runs"].median()), float(group["reference_runs"].median()))
+            if typical < OWN_SPREAD_RUNS and sd < ASSUMED_RUN_SD:
                 # A side of one or two runs may have caught the machine on a good or a
                 # bad hour: a machine drifts as a whole (1.6-1.9x within a day seen).
                 sd, df, basis = ASSUMED_RUN_SD, math.inf, basis + ", assumed spread"
