@@ -256,7 +256,7 @@ def _tta_figure(figure_class, frame: pd.DataFrame):
         axes.plot([bar["seconds"]], [position], marker="o", markersize=8, linestyle="none",
                   color=color, markerfacecolor=color if bar["reached"] else "white")
         if not bar["reached"]:
-            why = " (stopped on the budget)" if bar.get("budget") else ""
+            why = " (budget)" if bar.get("budget") else ""
             axes.text(bar["seconds"], position, f"   not reached{why}", va="center",
                       fontsize="small")
     axes.set_yticks(positions, [b["text"] for b in bars], fontsize="small")
@@ -264,8 +264,12 @@ def _tta_figure(figure_class, frame: pd.DataFrame):
         tick.set_color(colors[bar["label"]])
     axes.invert_yaxis()
     axes.set_xscale("log")
+    seconds = [bar["seconds"] for bar in bars]
+    # Room on the right for the words beside points not reached.
+    axes.set_xlim(min(seconds) / 1.5, max(seconds) * (1.5 if all(
+        bar["reached"] for bar in bars) else 6))
     axes.set_xlabel("seconds to the target accuracy, compile included (log);\nhollow = not "
-                    "reached within the epoch cap (then: the whole run's time)")
+                    "reached (epoch cap or budget): the run's time")
     axes.grid(True, axis="x", which="both", alpha=0.3)
     axes.set_title("Time to accuracy: a colour per machine/device")
     return figure
