@@ -4,5 +4,5 @@ What another revision of the project is asked by ``python -m bench.ab`` (in a pr
 run in that revision's checkout), so that nothing depends on where a module lies:
 """
 
-#: The turn-taking protocol of :mod:`bench.turns` this revision speaks.
+#: The turn-taking protocol of :mod:`bench.harness.turns` this revision speaks.
 TURNS_PROTOCOL = 2

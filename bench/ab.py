@@ -4,7 +4,7 @@
 worktrees of their own (the working tree is left untouched), then makes pairs of runs of
 the selected benchmark cases, each run its own process with its own result file under
 ``--out``. In a pair the BASE and the HEAD session start together and take turns round by
-round (bench.turns): one timed round of BASE, one of HEAD, and so on, only one of them
+round (bench.harness.turns): one timed round of BASE, one of HEAD, and so on, only one of them
 ever running. Each case's verdict comes from the pairs: the ratio HEAD/BASE of each
 pair (the geometric mean of its side-by-side rounds' ratios, :func:`pair_ratio`), their
 geometric mean and a confidence interval (Student's t on the log ratios). After
@@ -55,7 +55,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench import stats
-from bench.lock import LockBusy, MachineLock
+from bench.harness.command import bench_command
+from bench.harness.turns import ENV_FOLDER, ENV_SIDE, Turns, speaks_protocol
 from bench.stats import (  # noqa: F401 (the verdict words, for importers)
     FASTER,
     SAME,
@@ -65,7 +66,7 @@ from bench.stats import (  # noqa: F401 (the verdict words, for importers)
     parse_threshold,
     t_quantile,
 )
-from bench.turns import ENV_FOLDER, ENV_SIDE, Turns, speaks_protocol
+from bench.store.lock import LockBusy, MachineLock
 
 EXIT_OK, EXIT_SLOWER, EXIT_USAGE = 0, 1, 2
 # The quick matrix's train and inference suites. On the 2-core machine the five MLP
@@ -132,7 +133,7 @@ exit status:
 
 
 def _duration(text: str) -> float:
-    from bench.plan import parse_duration
+    from bench.harness.plan import parse_duration
 
     return parse_duration(text)
 
@@ -270,11 +271,11 @@ class Runner:
         if turns is not None:
             env.update({ENV_FOLDER: str(turns), ENV_SIDE: side})
         return subprocess.Popen(
-            [sys.executable, "-m", "pytest", "bench", "--benchmark-only", "-p",
-             "no:cacheprovider", "-q", "--bench-results", str(self.out), *self.rounds_args,
-             *self.pytest_args,
-             # A later -k wins; the names came from this selection's own results.
-             *(["-k", " or ".join(self.only)] if self.only else [])],
+            bench_command([
+                "-p", "no:cacheprovider", "-q", "--bench-results", str(self.out),
+                *self.rounds_args, *self.pytest_args,
+                # A later -k wins; the names came from this selection's own results.
+                *(["-k", " or ".join(self.only)] if self.only else [])]),
             cwd=self.worktree, env=env, stdout=subprocess.DEVNULL)
 
     def result(self, code: int) -> Path | None:
@@ -290,7 +291,7 @@ class Runner:
 
 def run_together(base: Runner, head: Runner, folder: Path,
                  first: str = "base") -> tuple[Path | None, Path | None]:
-    """BASE and HEAD as two sessions taking turns round by round (bench.turns); ``first``
+    """BASE and HEAD as two sessions taking turns round by round (bench.harness.turns); ``first``
     says which revision moves first in each turn (it takes the turn folder's first side)."""
     Turns.prepare(folder)
     # The turn folder's side each revision plays: its first side moves first.

@@ -1,3 +1,3 @@
-"""Loads the harness's pytest plugin (:mod:`bench.plugin`): options, hooks and fixtures."""
+"""Loads the harness's pytest plugin (:mod:`bench.harness.plugin`): options, hooks and fixtures."""
 
-from bench.plugin import *  # noqa: F403 (pytest reads the hooks and fixtures from here)
+from bench.harness.plugin import *  # noqa: F403 (pytest reads the hooks and fixtures from here)

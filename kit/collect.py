@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# NNNN_<YYYYmmdd-HHMMSS>.json, as bench.results names them.
+# NNNN_<YYYYmmdd-HHMMSS>.json, as bench.store.results names them.
 RESULT_NAME = re.compile(r"^(\d{4,})_(?P<stamp>.+)\.json$")
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python3 project/kit/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness.command import bench_command
 from kit import bundle
 from kit.bundle import KitError
 
@@ -227,11 +228,10 @@ def child_env(base: dict[str, str], site: Path | None, project: Path,
     return env
 
 
-def pytest_command(args: argparse.Namespace, results: Path) -> list[str]:
+def backend_command(args: argparse.Namespace, results: Path) -> list[str]:
     """The benchmark run of one backend (KERAS_BACKEND is set in its environment)."""
-    command = [args.python, "-m", "pytest", "bench", "--benchmark-only",
-               "--bench-device", args.device, "--bench-matrix", args.matrix,
-               "--bench-results", str(results)]
+    command = bench_command(["--bench-device", args.device, "--bench-matrix", args.matrix,
+                              "--bench-results", str(results)], python=args.python)
     if args.keyword:
         command += ["-k", args.keyword]
     if args.data == "synthetic":
@@ -591,7 +591,7 @@ def _run(args, log: Log, root: Path | None, manifest: dict, out: Path, results: 
     if not any(importable.values()) and not args.dry_run:
         raise KitError(f"{args.python} can import none of {', '.join(names)}; the kit runs "
                        f"on the box's own JAX, PyTorch or TensorFlow")
-    runs = [BackendRun(name, pytest_command(args, results)) for name in names]
+    runs = [BackendRun(name, backend_command(args, results)) for name in names]
     no_save = "--bench-no-save" in args.pytest_args
     for index, item in enumerate(runs):
         if not importable[item.backend] and not args.dry_run:

@@ -283,8 +283,8 @@ def test_pytest_options_without_double_dash_are_refused_with_the_fix():
 def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
     """Both sessions of HEAD run the tiny matrix on synthetic data, taking turns."""
     if not (ROOT / "bench" / "turns.py").is_file() or subprocess.run(
-            ["git", "cat-file", "-e", "HEAD:bench/turns.py"], cwd=ROOT).returncode:
-        pytest.skip("HEAD predates bench/turns.py")
+            ["git", "cat-file", "-e", "HEAD:bench/harness/turns.py"], cwd=ROOT).returncode:
+        pytest.skip("HEAD predates bench/harness/turns.py")
     out = tmp_path / "ab"
     code = ab.main(["HEAD", "HEAD", "--pairs", "1", "--repo", str(ROOT), "--out", str(out),
                     "--", "--bench-matrix", "tiny", "--bench-data", "synthetic",
@@ -321,8 +321,9 @@ def test_all_cases_together_see_a_small_change_every_case_shares(tmp_path):
 class _Taker(ab.Runner):
     """A side that only takes turns: it writes its revision's name into a log each turn."""
 
-    SCRIPT = ("import os, sys\nfrom bench.turns import Turns\nturns = Turns.from_environment()\n"
-              "turns.start()\nfor _ in range(2):\n    with open(sys.argv[1], 'a') as log:\n"
+    SCRIPT = ("import os, sys\nfrom bench.harness.turns import Turns\n"
+              "turns = Turns.from_environment()\nturns.start()\nfor _ in range(2):\n"
+              "    with open(sys.argv[1], 'a') as log:\n"
               "        log.write(sys.argv[2] + ' ')\n    turns.hand_over()\n")
 
     def __init__(self, name: str, log) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import cases as matrix
-from bench import machine, schema
-from bench.results import save_run
+from bench.harness import cases as matrix
+from bench.store import machine, schema
+from bench.store.results import save_run
 from fashion_core.backends import DeviceInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def _run_bench(args: list[str], cwd: Path, env: dict | None = None,
                quiet_wait: bool = False) -> subprocess.CompletedProcess:
     """``pytest`` on bench suites in a subprocess, with a private machine lock."""
     # A short calibration: these sessions test the harness, not the machine's peak.
-    env = dict(os.environ, PYTHONPATH=str(ROOT), FASHION_BENCH_LOCK=str(cwd / "bench.lock"),
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FASHION_BENCH_LOCK=str(cwd / "bench.store.lock"),
                FASHION_BENCH_CALIBRATION_SECONDS="0.3", **(env or {}))
     extra = [] if quiet_wait else ["--bench-quiet-wait", "0"]
     return subprocess.run([sys.executable, "-m", "pytest", *args, *extra, "-p",
@@ -107,7 +107,7 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
                        "--bench-results", str(results)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 passed" in proc.stdout
-    # No terminal: a line per finished case (bench.progress) with its figure, interval,
+    # No terminal: a line per finished case (bench.harness.progress) with its figure, interval,
     # rounds and stop reason; at the end our table of the figures, not pytest-benchmark's.
     lines = [line for line in proc.stdout.splitlines() if line.startswith("fashion-bench [")]
     assert [line.split(":")[0] for line in lines] == [
@@ -213,7 +213,7 @@ def test_a_failing_case_is_recorded_and_the_rest_goes_on(tmp_path):
     (tmp_path / "conftest.py").write_text((ROOT / "bench" / "conftest.py").read_text())
     (tmp_path / "test_oom.py").write_text(
         "SUITE = 'train'\n"
-        "from bench.measure import record\n"
+        "from bench.measure.rounds import record\n"
         "def test_step(benchmark, case):\n"
         "    if case.batch_size == 64 and case.suite == 'train':\n"
         "        benchmark(lambda: None)\n"

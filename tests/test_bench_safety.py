@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import journal
-from bench.cases import Case
-from bench.lock import LockBusy, MachineLock
-from bench.measure import (
+from bench.harness.cases import Case
+from bench.measure.rounds import (
     CpuSample,
     check_predictions,
     contention_between,
     usable_cpus,
     windowed_contention,
 )
+from bench.store import journal
+from bench.store.lock import LockBusy, MachineLock
 from tests.test_bench_harness import ROOT, _run_bench
 
 
@@ -193,7 +193,7 @@ def test_the_machine_lock_admits_one_session(tmp_path):
 TRAIN_SUITE = """\
 SUITE = 'train'
 def test_step(benchmark, case, bench_state):
-    from bench.measure import record, timed_rounds
+    from bench.measure.rounds import record, timed_rounds
     timed_rounds(benchmark, bench_state, case.device, lambda: sum(range(1000)),
                  rounds=3, warmup_rounds=1)
     record(benchmark, case, state=bench_state)
@@ -266,7 +266,7 @@ def _locked_session_args(tmp_path: Path) -> list[str]:
 
 
 def test_a_second_session_waits_for_the_lock_then_refuses(tmp_path):
-    lock = MachineLock(tmp_path / "bench.lock")
+    lock = MachineLock(tmp_path / "bench.store.lock")
     lock.acquire(timeout=0)
     try:
         proc = _run_bench(_locked_session_args(tmp_path), tmp_path)
@@ -279,7 +279,7 @@ def test_a_second_session_waits_for_the_lock_then_refuses(tmp_path):
 
 @pytest.mark.slow  # a whole session beside a held lock
 def test_allow_concurrent_runs_beside_a_held_lock_and_marks_the_rows(tmp_path):
-    lock = MachineLock(tmp_path / "bench.lock")
+    lock = MachineLock(tmp_path / "bench.store.lock")
     lock.acquire(timeout=0)
     try:
         args = _locked_session_args(tmp_path)
@@ -310,7 +310,7 @@ ISOLATED_SUITE = """\
 import os, signal
 SUITE = 'train'
 def test_step(benchmark, case, bench_state):
-    from bench.measure import record, timed_rounds
+    from bench.measure.rounds import record, timed_rounds
     if case.precision == 'bf16':
         os.kill(os.getpid(), signal.SIGKILL)  # this group's worker dies
     timed_rounds(benchmark, bench_state, case.device, lambda: sum(range(1000)),
@@ -341,7 +341,7 @@ def test_isolated_groups_run_in_workers_and_a_dying_worker_takes_only_its_group(
         "complete"
     assert not list(results.rglob(".journal-*"))
     # The parent says where the run is at each group; each worker counts its cases over the
-    # whole run (bench.progress); the closing table holds the workers' rows.
+    # whole run (bench.harness.progress); the closing table holds the workers' rows.
     assert "group 3 of 3: mlp/cpu/fp16 (worker process); case 4 of 4, run " in proc.stdout
     assert "fashion-bench [4/4] train mlp-cpu-b128-fp16-xla: " in proc.stdout
     assert "train: median per epoch\nmlp-cpu-b128-fp32-xla " in proc.stdout

@@ -202,9 +202,9 @@ def test_a_cpu_multiworker_strategy_sees_no_accelerators(fake_tf, monkeypatch):
 
 
 def test_the_scaling_suite_runs_each_case_on_its_own_device(monkeypatch, tiny):
-    """bench/test_scaling.py builds its config with the case's device."""
-    from bench import test_scaling
-    from bench.cases import Case
+    """bench/suites/test_scaling.py builds its config with the case's device."""
+    from bench.harness.cases import Case
+    from bench.suites import test_scaling
 
     seen = []
 

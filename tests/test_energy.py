@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.energy import EnergyMeter, foreign_gpu_processes, rapl_domains
+from bench.measure.energy import EnergyMeter, foreign_gpu_processes, rapl_domains
 from fashion_core import nvml
 
 pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not

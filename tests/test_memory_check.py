@@ -1,10 +1,10 @@
-"""bench.memory_check: the trainer loop of issue #14, its baseline, bound and exit status."""
+"""bench.tools.memory_check: the trainer loop of issue #14, its baseline, bound and exit status."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench import memory_check
+from bench.tools import memory_check
 
 
 def test_the_plan_covers_every_setting_once_and_neighbours_differ():

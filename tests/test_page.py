@@ -31,11 +31,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.atomic import write_atomic
 from bench.report import page
 from bench.report.cli import build_parser, main
 from bench.report.loader import WarningLog, load_results
 from bench.report.selection import select_runs
+from bench.store.atomic import write_atomic
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COMMITTED = Path(__file__).parent.parent / "results"

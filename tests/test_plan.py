@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench import cases as matrix
-from bench import plan as planner
+from bench.harness import cases as matrix
+from bench.harness import plan as planner
 
 pytestmark = pytest.mark.backend_free
 
@@ -139,7 +139,7 @@ def test_the_quick_matrix_is_capped_harder_than_the_full_one():
 
 
 def test_a_case_left_out_is_listed_once_and_never_beside_its_row():
-    from bench.session import merge_not_run
+    from bench.harness.session import merge_not_run
 
     parent = [{"suite": "train", "case": "a", "reason": "over the budget of 10.0 min"},
               {"suite": "train", "case": "b", "reason": "over the budget of 10.0 min"}]

@@ -1,5 +1,6 @@
-"""Where a bench run is (bench.progress) and the closing table (bench.figures): the texts,
-the time-left arithmetic, the live line's drawing, and when each shows."""
+"""Where a bench run is (bench.harness.progress) and the closing table
+(bench.harness.figures): the texts, the time-left arithmetic, the live line's drawing, and
+when each shows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import types
 
 import pytest
 
-from bench import figures, progress
+from bench.harness import figures, progress
 
 
 def test_clock_spans_read_at_a_glance():
@@ -38,9 +39,9 @@ def test_time_left_scales_what_is_still_to_run_and_respects_the_budget():
 
 
 def _progress(now: list[float], **kwargs) -> progress.Progress:
-    expected = {"bench/test_train.py::test_train_epoch[a]": 10.0,
-                "bench/test_train.py::test_train_epoch[b]": 20.0,
-                "bench/test_train.py::test_train_epoch[c]": 30.0}
+    expected = {"bench/suites/test_train.py::test_train_epoch[a]": 10.0,
+                "bench/suites/test_train.py::test_train_epoch[b]": 20.0,
+                "bench/suites/test_train.py::test_train_epoch[c]": 30.0}
     return progress.Progress(expected, started=0.0, clock=lambda: now[0],
                              labels={n: f"train {n[-2]}" for n in expected}, **kwargs)
 
@@ -227,7 +228,7 @@ def _drawn(column: int, width: int = 60) -> tuple[bytes, progress.LiveLine]:
 
 
 def test_the_live_line_goes_below_pytests_line_and_puts_the_cursor_back():
-    written, _ = _drawn(column=24)  # after "bench/test_train.py ..."
+    written, _ = _drawn(column=24)  # after "bench/suites/test_train.py ..."
     erase = b"\r\x1b[K\x1b[A\x1b[25G"  # clear our line, up one, back to column 25
     assert written == b"\nfirst\x1b[K" + erase + b"\nsecond\x1b[K" + erase
 

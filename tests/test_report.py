@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import schema
 from bench.report import compare, tables
 from bench.report import text as text_module
 from bench.report.cli import build_report, main, relative_to
 from bench.report.compare import run_spread
 from bench.report.loader import WarningLog, load_results
 from bench.report.selection import current_failures, select_newest, select_runs
+from bench.store import schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESULTS = FIXTURES / "results"
@@ -753,7 +753,7 @@ def test_other_suite_gets_a_generic_table(tmp_path, capsys):
 
 
 def test_atomic_writer_refuses_result_files(tmp_path):
-    from bench.atomic import write_atomic
+    from bench.store.atomic import write_atomic
 
     with pytest.raises(ValueError):
         write_atomic(tmp_path / "0001_x.json", "{}")
@@ -1006,7 +1006,7 @@ def _recorded_figures() -> dict[str, set[str]]:
 
 
 def test_every_field_the_suites_write_is_in_the_row_schema():
-    from bench.cases import build_matrix
+    from bench.harness.cases import build_matrix
 
     figures = _recorded_figures()
     assert len(figures) >= 6 and all(figures.values())  # the scan found the suites' calls
@@ -1022,8 +1022,8 @@ def test_every_field_the_suites_write_is_in_the_row_schema():
 def test_record_refuses_a_field_of_the_wrong_type():
     from types import SimpleNamespace
 
-    from bench.cases import Case
-    from bench.measure import record
+    from bench.harness.cases import Case
+    from bench.measure.rounds import record
 
     case = Case("train", "mlp", "cpu", 128)
     benchmark = SimpleNamespace(extra_info={})

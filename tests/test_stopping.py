@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.measure import size_round
-from bench.stopping import (
+from bench.harness.stopping import (
     BUDGET,
     CONVERGED,
     MAX_ROUNDS,
@@ -16,6 +15,7 @@ from bench.stopping import (
     interval_halfwidth,
     rounds_needed,
 )
+from bench.measure.rounds import size_round
 
 pytestmark = pytest.mark.backend_free
 

@@ -1,4 +1,4 @@
-"""bench.turns: two sessions take strict turns; a waiting side is off the clock."""
+"""bench.harness.turns: two sessions take strict turns; a waiting side is off the clock."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import time
 
 import pytest
 
-from bench import measure, turns
+from bench.harness import turns
+from bench.measure.rounds import rounds as measure
 from tests.test_bench_harness import ROOT
 
 pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
 
 SIDE = """
 import sys, time
-from bench.turns import Turns
+from bench.harness.turns import Turns
 folder, side, rounds, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 t = Turns(folder, side)
 t.start()

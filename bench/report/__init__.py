@@ -1,8 +1,8 @@
 """The report, the regression gate and the history: ``python -m bench.report``.
 
 A house of its own: it reads result files and imports nothing from the suites but the
-row schema (:mod:`bench.schema`), plus :mod:`bench.journal` (to publish the journals of
-dead runs) and :mod:`bench.atomic` (to replace its outputs atomically).
+row schema (:mod:`bench.store.schema`), plus :mod:`bench.store.journal` (to publish the journals of
+dead runs) and :mod:`bench.store.atomic` (to replace its outputs atomically).
 
 - :mod:`bench.report.cli`: the command line (report, ``--compare``, ``--history``);
 - :mod:`bench.report.loader`: result files into one typed frame;

@@ -5,7 +5,7 @@ tables and writes REPORT.md, report.csv and three PNG plots. Gate mode
 (``--compare OLD NEW``) compares two sets of runs and exits 1 on a regression. History
 mode (``--history``, :mod:`bench.report.history`) draws each case over commits and lists the
 commits where one stepped. All first publish the journals of bench sessions that died
-under the paths they read (:func:`bench.journal.recover_orphans`), so a killed run is
+under the paths they read (:func:`bench.store.journal.recover_orphans`), so a killed run is
 reported, marked incomplete.
 See ``python -m bench.report --help``.
 """
@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.atomic import write_atomic
-from bench.journal import recover_orphans
 from bench.report import tables
 from bench.report.compare import (
     ALPHA,
@@ -38,6 +36,8 @@ from bench.report.selection import current_failures, select_runs, selection_phra
 from bench.report.summary import summary_rows, summary_section, verdicts_section
 from bench.report.text import escape
 from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, summarize
+from bench.store.atomic import write_atomic
+from bench.store.journal import recover_orphans
 
 DEFAULT_RESULTS = Path("results")
 REPORT_MD = "REPORT.md"

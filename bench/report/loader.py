@@ -1,7 +1,7 @@
 """Load result files (``results/<machine_id>/NNNN_<date>.json``, only read) into one frame.
 
 :attr:`ResultSet.benchmarks`, the long form that the tables, the CSV and the plots read,
-has a row per benchmark per run: the :class:`bench.schema.Row` fields with the schema's
+has a row per benchmark per run: the :class:`bench.store.schema.Row` fields with the schema's
 types (numbers as floats, NaN where absent; flags nullable, None where not measured), the
 run's fields, pytest-benchmark's statistics and the raw rounds. Bad input never raises:
 each skipped file is one warning line naming it (:class:`WarningLog`).
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import schema
+from bench.store import schema
 
 #: One result per (machine, suite, case) and run; the case id already names the device.
 CASE_KEY = ["machine_id", "suite", "case"]

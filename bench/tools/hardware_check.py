@@ -1,6 +1,6 @@
 """Compare two hardware configurations of this machine end to end, as CI does.
 
-``python -m bench.hardware_check --out DIR`` runs a small real matrix (``--bench-matrix
+``python -m bench.tools.hardware_check --out DIR`` runs a small real matrix (``--bench-matrix
 ci``) as two configurations, all the cores this process may use and one core (CPU
 affinity: the machine id counts the cores a process may use, so the two runs land under
 two machine ids), then:
@@ -22,13 +22,17 @@ import sys
 import time
 from pathlib import Path
 
-from bench.measure import usable_cpus
+from bench.harness.command import bench_command
+from bench.measure.rounds import usable_cpus
+
+#: The suites' folder (bench/), whatever the current directory.
+SUITES = Path(__file__).resolve().parents[1]
 
 
 def _pytest(results: Path, cpus: list[int] | None, extra: list[str]) -> list[str]:
-    command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "--benchmark-only",
-               "--bench-matrix", "ci", "--bench-device", "cpu", "--bench-results", str(results),
-               "-p", "no:cacheprovider", "-q", *extra]
+    command = bench_command(["--bench-matrix", "ci", "--bench-device", "cpu",
+                              "--bench-results", str(results), "-p", "no:cacheprovider", "-q",
+                              *extra], target=str(SUITES))
     if cpus is not None:
         # Run under an affinity mask of `cpus` (what `taskset -c` does), set in the child.
         mask = ",".join(map(str, cpus))
@@ -50,7 +54,7 @@ def _run(command: list[str], what: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.hardware_check", description=__doc__.split("\n\n")[1],
+        prog="python -m bench.tools.hardware_check", description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="folder for the result files, the report and the gate's output")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from bench.cases import MIN_ACCURACY
-from bench.measure import check_predictions, median_seconds, record, size_round, timed_rounds
+from bench.harness.cases import MIN_ACCURACY
+from bench.measure.rounds import check_predictions, median_seconds, record, size_round, timed_rounds
 
 SUITE = "inference"
 

@@ -10,8 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from bench.cases import MIN_ACCURACY
-from bench.measure import check_predictions, record, round_times, timed_rounds
+from bench.harness.cases import MIN_ACCURACY
+from bench.measure.rounds import check_predictions, record, round_times, timed_rounds
 
 SUITE = "latency"
 MIN_CALLS = 300  # timed single-sample calls at the least: p99 rests on the slowest three

@@ -2,8 +2,9 @@
 
 ``bench/conftest.py`` only loads this module. Run ``pytest bench --benchmark-only``;
 ``pytest bench --help`` lists the options under "fashion-bench". The session's state and
-its result file are in :mod:`bench.session`, what a run will cost in :mod:`bench.plan`,
-when a case has measured enough in :mod:`bench.stopping`.
+its result file are in :mod:`bench.harness.session`, what a run will cost in
+:mod:`bench.harness.plan`, when a case has measured enough in :mod:`bench.harness.stopping`,
+the processes a run starts in :mod:`bench.harness.command`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
-import sys
 import time
 import traceback
 import uuid
@@ -25,11 +25,10 @@ from fashion_core.logs import quiet_tensorflow_log
 # TensorFlow's C++ start-up log stays off the terminal unless TF_CPP_MIN_LOG_LEVEL is set
 # (README, "TensorFlow's log"); before anything below imports TensorFlow.
 quiet_tensorflow_log()
-from bench import cases as matrix
-from bench import progress
-from bench.journal import Journal, recover_orphans
-from bench.measure import wait_for_quiet
-from bench.session import (
+from bench.harness import cases as matrix
+from bench.harness import progress
+from bench.harness.command import bench_command
+from bench.harness.session import (
     BACKEND,
     CONCURRENT_ENV,
     GROUP_ENV,
@@ -48,8 +47,10 @@ from bench.session import (
     tf_config,
     worker_results,
 )
-from bench.turns import ENV_FOLDER as TURNS_ENV_FOLDER
-from bench.turns import Turns
+from bench.harness.turns import ENV_FOLDER as TURNS_ENV_FOLDER
+from bench.harness.turns import Turns
+from bench.measure.rounds import wait_for_quiet
+from bench.store.journal import Journal, recover_orphans
 
 
 def pytest_addoption(parser):
@@ -165,7 +166,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _duration(text: str) -> float:
-    from bench.plan import parse_duration
+    from bench.harness.plan import parse_duration
 
     return parse_duration(text)
 
@@ -209,7 +210,7 @@ def pytest_cmdline_main(config):
         if budget is not None:  # the last --bench-budget on the command line wins
             left = budget - (time.monotonic() - started)
             share = ["--bench-budget", f"{max(1.0, left / (repeat - index + 1)):.1f}s"]
-        code = subprocess.call([sys.executable, "-m", "pytest", *args, *share],
+        code = subprocess.call(bench_command([*args, *share], target=None),
                                cwd=config.invocation_params.dir, env=env)
         if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
             return code  # Ctrl-C, or an argument no run can accept: stop here
@@ -259,7 +260,7 @@ def pytest_configure(config):
     if (config.option.bench_budget is None and defaults["budget"] is not None
             and not os.environ.get(TURNS_ENV_FOLDER)):
         config.option.bench_budget = defaults["budget"]
-    from bench.stopping import StoppingRule
+    from bench.harness.stopping import StoppingRule
 
     try:
         state.stopping = StoppingRule(precision=config.getoption("--bench-precision-target"),
@@ -383,8 +384,8 @@ def pytest_runtestloop(session):
                 state.leave_out(case, "the budget was spent before its group began")
             continue
         budget = ["--bench-budget", f"{share:.1f}s"] if share is not None else []
-        code = subprocess.call([sys.executable, "-m", "pytest", *args, "--bench-no-save",
-                                "--bench-quiet-wait", "0", *budget],
+        code = subprocess.call(bench_command([*args, "--bench-no-save",
+                                               "--bench-quiet-wait", "0", *budget], target=None),
                                cwd=config.invocation_params.dir, env=env)
         if code == pytest.ExitCode.INTERRUPTED:
             raise KeyboardInterrupt
@@ -427,8 +428,8 @@ def pytest_collection_modifyitems(session, config, items):
     if not hasattr(config.option, "bench_matrix") or not (
             _timing(config) or config.getoption("--bench-plan")):
         return
-    from bench import plan as planner
-    from bench.machine import machine_id
+    from bench.harness import plan as planner
+    from bench.store.machine import machine_id
 
     by_case: dict[matrix.Case, list] = {}
     for item in items:
@@ -567,7 +568,7 @@ MAX_TRAINING_EPOCHS = 5
 @pytest.fixture(scope="session")
 def trained_for(trainer_for, dataset):
     """A trainer (shared with ``trainer_for``) whose model has trained until its test
-    accuracy reaches the case's bar (:data:`bench.cases.MIN_ACCURACY`), at least one
+    accuracy reaches the case's bar (:data:`bench.harness.cases.MIN_ACCURACY`), at least one
     epoch and at most :data:`MAX_TRAINING_EPOCHS`: inference is timed on a real model."""
     import numpy as np
 
@@ -591,7 +592,7 @@ def pytest_runtest_setup(item):
     """A case starts: its share of the budget (or it is left out, with the reason), its
     clock, and its host-memory peak counting this case only (measure.reset_peak_rss)."""
     if getattr(item, "callspec", None) and "case" in item.callspec.params:
-        from bench.measure import reset_peak_rss
+        from bench.measure.rounds import reset_peak_rss
 
         state = state_of(item.config)
         case = item.callspec.params["case"]
@@ -691,7 +692,7 @@ def pytest_terminal_summary(terminalreporter, config):
             + ", ".join(b.extra_info.get("case", b.name) for b in contended[:10])
             + (" ..." if len(contended) > 10 else ""))
     if state.plan is not None and _timing(config):
-        from bench.plan import format_duration
+        from bench.harness.plan import format_duration
 
         took = time.monotonic() - state.started
         terminalreporter.write_line(

@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from bench.cases import Case
+from bench.harness.cases import Case
 
 #: The round target's default: a round lasts at least this long (seconds).
 DEFAULT_ROUND_SECONDS = 0.5
@@ -111,7 +111,7 @@ def _rate(case: Case, peak_gflops: float, batch: int) -> float:
     if case.precision != "fp32" and case.device.startswith("cpu"):
         efficiency *= 0.8  # the 2-core machines' bf16/fp16 calibrations: 0.8 of float32
         if case.model == "cnn" and case.precision == "fp16":
-            efficiency /= 200  # no fast float16 convolution on a CPU (bench.cases)
+            efficiency /= 200  # no fast float16 convolution on a CPU (bench.harness.cases)
     return peak_gflops * 1e9 * efficiency
 
 
@@ -242,7 +242,7 @@ class Plan:
 def _leave_out_order(estimate: Estimate, minimum: float) -> tuple:
     case = estimate.case
     if case.note:
-        rank = 0  # a known-slow path (bench.cases.known_slow)
+        rank = 0  # a known-slow path (bench.harness.cases.known_slow)
     elif case.suite == "tta":
         rank = 1
     elif case.batch_size not in _KEPT_BATCHES:

@@ -6,7 +6,7 @@ A full matrix runs for half an hour and more, and pytest alone shows a dot per c
 - **On a terminal, a live status line**, redrawn in place twice a second while a case
   runs: the case i of N and its name, the time spent in the case and in the run, the time
   left and, under a budget, the budget left. The time left is the plan's estimate
-  (:mod:`bench.plan`) of what is still to run, times the correction the finished cases
+  (:mod:`bench.harness.plan`) of what is still to run, times the correction the finished cases
   give (their actual time over their estimate: :func:`correction`, :func:`time_left`).
   The line is drawn on a line of its own below pytest's and erased, the cursor put back
   where pytest left it, before pytest writes anything (:class:`LiveLine`), so the dots,
@@ -15,7 +15,7 @@ A full matrix runs for half an hour and more, and pytest alone shows a dot per c
   interval, rounds and stop reason, i/N, the run's time spent and left
   (:func:`case_line`). Also where a live line would be overwritten by other output:
   ``-s``/``--capture=tee-sys``, live logging, ``--benchmark-verbose``, ``TERM=dumb``.
-- **At the end, a compact table** of the figures people read (:mod:`bench.figures`), in
+- **At the end, a compact table** of the figures people read (:mod:`bench.harness.figures`), in
   place of pytest-benchmark's 250-column one in microseconds; ``--bench-benchmark-table``
   or any of pytest-benchmark's display options bring its table back.
 
@@ -41,7 +41,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench import figures
+from bench.harness import figures
 
 #: The run's position, handed by a ``--bench-isolate`` parent to its group's worker (JSON).
 PROGRESS_ENV = "FASHION_BENCH_PROGRESS"
@@ -385,7 +385,7 @@ def choose_mode(*, isatty: bool, term: str | None, verbosity: int, capture: str,
 
 
 class ProgressPlugin:
-    """The pytest hooks of this module, registered by :mod:`bench.plugin`: the live line or
+    """The pytest hooks of this module, registered by :mod:`bench.harness.plugin`: the live line or
     the per-case lines during the run, the parent's per-group position under
     ``--bench-isolate``, and the closing table."""
 
@@ -407,7 +407,7 @@ class ProgressPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session) -> None:
-        from bench.session import group_of
+        from bench.harness.session import group_of
 
         state, config = self.state, self.config
         plan = state.plan
@@ -568,7 +568,7 @@ class ProgressPlugin:
             progress.finished.update(self._by_group.get(earlier, []))
         mine = self._by_group.get(group, [])
         later_cases = sum(progress.expected[n] for g in later for n in self._by_group.get(g, []))
-        # The plan's overhead: the parent's start and end, and each worker's (bench.plugin).
+        # The plan's overhead: the parent's start and end, and each worker's (bench.harness.plugin).
         per_group = self.state.plan.overhead / (1 + len(self._by_group))
         done = progress.offset + len(progress.finished)
         left = time_left(sum(progress.expected[n] for n in mine) + later_cases,
@@ -593,7 +593,7 @@ class ProgressPlugin:
     def collect(self, journal) -> None:
         """Read the rows the workers journaled so far: for the closing table, and, where
         the plan estimated the case, to correct the estimates by their actual time."""
-        from bench.journal import read_journal
+        from bench.store.journal import read_journal
 
         if journal is None or not journal.path.exists():
             return
@@ -614,7 +614,7 @@ class ProgressPlugin:
                 self.progress.done_estimate += self.progress.expected[nodeid]
                 self.progress.done_actual += seconds
 
-    # The closing table (bench.figures).
+    # The closing table (bench.harness.figures).
     def pytest_sessionstart(self, session) -> None:
         bs = getattr(self.config, "_benchmarksession", None)
         if bs is not None and not figures.wants_benchmark_table(self.config):
@@ -630,7 +630,7 @@ class ProgressPlugin:
         return own + self.worker_rows
 
     def pytest_terminal_summary(self, terminalreporter, config) -> None:
-        from bench.session import WORKER_JOURNAL_ENV
+        from bench.harness.session import WORKER_JOURNAL_ENV
 
         bs = getattr(config, "_benchmarksession", None)
         if os.environ.get(WORKER_JOURNAL_ENV) or getattr(bs, "quiet", False):

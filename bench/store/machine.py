@@ -14,7 +14,7 @@ import re
 
 import psutil
 
-from bench.schema import SCHEMA  # the version of the fashion_bench block and its rows
+from bench.store.schema import SCHEMA  # the version of the fashion_bench block and its rows
 from fashion_core.backends import DeviceInfo
 from fashion_core.backends.base import cpu_count, cpu_model
 

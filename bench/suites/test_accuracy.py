@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bench.measure import record, timed_rounds
+from bench.measure.rounds import record, timed_rounds
 
 SUITE = "tta"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.conftest import BACKEND
-from bench.measure import check_finite_and_falling, median_seconds, record, timed_rounds
+from bench.measure.rounds import check_finite_and_falling, median_seconds, record, timed_rounds
 
 SUITE = "baseline"
 

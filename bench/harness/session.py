@@ -1,9 +1,10 @@
 """The bench session: what one ``pytest bench`` run holds from its start to its result file.
 
 :class:`BenchState` keeps the calibrations, the journal, the machine lock, the plan and
-budget (:mod:`bench.plan`), the stopping rule (:mod:`bench.stopping`) and the failures;
+budget (:mod:`bench.harness.plan`), the stopping rule (:mod:`bench.harness.stopping`) and
+the failures;
 the functions below take the lock, open the journal and write the result file. The
-pytest hooks that drive them are in :mod:`bench.plugin`.
+pytest hooks that drive them are in :mod:`bench.harness.plugin`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import fashion_core  # picks the Keras backend when KERAS_BACKEND is unset
-from bench import cases as matrix
-from bench import machine
-from bench.journal import STATUS_COMPLETE, STATUS_INTERRUPTED, Journal
-from bench.lock import MachineLock
-from bench.results import save_run
-from bench.stopping import StoppingRule
-from bench.turns import Turns
+from bench.harness import cases as matrix
+from bench.harness.stopping import StoppingRule
+from bench.harness.turns import Turns
+from bench.store import machine
+from bench.store.journal import STATUS_COMPLETE, STATUS_INTERRUPTED, Journal
+from bench.store.lock import MachineLock
+from bench.store.results import save_run
 
 BACKEND = fashion_core.BACKEND_CHOICE.name or "tensorflow"
 # Set by ``--bench-repeat N`` for each of the N runs it starts (see pytest_cmdline_main).
@@ -49,21 +50,21 @@ class BenchState:
         self.journal: Journal | None = None
         self.journaled: set[int] = set()  # ids of benchmark entries already journaled
         self.lock: MachineLock | None = None
-        self.turns: Turns | None = None  # an interleaved A/B session (bench.ab, bench.turns)
+        self.turns: Turns | None = None  # an interleaved A/B session (bench.harness.turns)
         self.data_source = "fashion-mnist"
         self.wanted_devices: list[str] | None = None  # --bench-device, resolved
         self.worker_failures: list[dict] = []  # --bench-isolate workers that died
         self.isolating = False  # this process runs its cases in --bench-isolate workers
         self.rss_window: tuple[int, str] | None = None  # (RSS at case start, peak scope)
         self.notes: list[str] = []  # said in the terminal summary
-        # What a run spends (bench.plan, bench.stopping): the rule every case stops by,
-        # the round target, the plan and its budget, the cases left out.
+        # What a run spends (bench.harness.plan, bench.harness.stopping): the rule every case
+        # stops by, the round target, the plan and its budget, the cases left out.
         self.started = time.monotonic()  # the budget's clock starts with the session
         self.stopping = StoppingRule()
         self.round_seconds = 0.5
         self.case_time = 60.0  # --bench-case-time: the most time a case adds rounds in
-        self.plan = None  # bench.plan.Plan, made once the cases are collected
-        self.budget = None  # bench.plan.Budget
+        self.plan = None  # bench.harness.plan.Plan, made once the cases are collected
+        self.budget = None  # bench.harness.plan.Budget
         self.not_run: list[dict] = []  # {case, suite, reason}
         self.case_started: float | None = None  # perf_counter() at the current case's start
         self.case_allowance: float | None = None  # its share of the budget, seconds
@@ -72,9 +73,9 @@ class BenchState:
         self._meters: dict = {}
 
     def canary(self):
-        """The session's canary (bench.canary), made at its first use."""
+        """The session's canary (bench.measure.canary), made at its first use."""
         if self._canary is None:
-            from bench.canary import Canary
+            from bench.measure.canary import Canary
 
             self._canary = Canary()
         return self._canary
@@ -157,7 +158,7 @@ class BenchState:
     def energy_meter(self, device: str):
         """The energy meter of ``device`` (one per device a session)."""
         if device not in self._meters:
-            from bench.energy import EnergyMeter
+            from bench.measure.energy import EnergyMeter
 
             self._meters[device] = EnergyMeter.for_device(device)
         return self._meters[device]
@@ -193,7 +194,7 @@ def check_writable(folder: Path) -> None:
 
 
 def take_machine_lock(config, state: BenchState) -> None:
-    from bench.lock import LockBusy
+    from bench.store.lock import LockBusy
 
     lock = MachineLock()
     if config.getoption("--bench-allow-concurrent"):
@@ -324,7 +325,7 @@ def worker_results(state: BenchState) -> dict:
     its journal is a worker's. The workers' calibrations join this session's (and are
     measured again at the end, as its own are).
     """
-    from bench.journal import read_journal
+    from bench.store.journal import read_journal
 
     if not (state.isolating and state.journal and state.journal.path.exists()):
         return {"benchmarks": [], "fashion_bench_failures": [], "fashion_bench_not_run": []}

@@ -36,7 +36,7 @@ START_TIMEOUT = 600.0
 
 
 #: Asked of another revision's checkout, run there: the protocol its package exports
-#: (``bench.TURNS_PROTOCOL``; before that existed, ``bench.turns.PROTOCOL``), 0 for none.
+#: (``bench.TURNS_PROTOCOL``; before that existed, ``bench.harness.turns.PROTOCOL``), 0 for none.
 _ASK = """\
 import os, sys
 import bench
@@ -46,8 +46,8 @@ if not os.path.realpath(bench.__file__).startswith(os.path.realpath(sys.argv[1])
 protocol = getattr(bench, "TURNS_PROTOCOL", None)
 if protocol is None:
     try:
-        import bench.turns
-        protocol = bench.turns.PROTOCOL
+        import bench.harness.turns
+        protocol = bench.harness.turns.PROTOCOL
     except (ImportError, AttributeError):
         protocol = 0
 print(protocol)

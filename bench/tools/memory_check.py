@@ -1,6 +1,6 @@
 """Does a long matrix leak? Build, use and drop many trainers in one process; watch RSS.
 
-``python -m bench.memory_check`` runs the loop a full matrix runs: it builds an MLP
+``python -m bench.tools.memory_check`` runs the loop a full matrix runs: it builds an MLP
 trainer, compiles it, trains 5 steps, predicts the test set, closes it and collects
 garbage, for every batch size 32-4096, float32 and bfloat16, XLA (or torch.compile) on
 and off: 32 trainers, on the backend Keras is configured with (``KERAS_BACKEND``). It
@@ -81,8 +81,8 @@ def growth_mib(rows: list[dict]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.memory_check", description=__doc__.split("\n\n")[1],
-        epilog="example: KERAS_BACKEND=jax python -m bench.memory_check --json mem.json",
+        prog="python -m bench.tools.memory_check", description=__doc__.split("\n\n")[1],
+        epilog="example: KERAS_BACKEND=jax python -m bench.tools.memory_check --json mem.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trainers", type=int, default=32, metavar="N",
                         help=f"trainers to build one after another (default 32; at least "

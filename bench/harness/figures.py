@@ -9,7 +9,7 @@ stopped. pytest-benchmark's own table stays available: ``--bench-benchmark-table
 any of its display options (:data:`BENCHMARK_TABLE_OPTIONS`), shows it as well
 (:func:`wants_benchmark_table`); otherwise :func:`hide_benchmark_table` keeps what its
 summary does less the table. :func:`outcome_text` is the same figures on one line, for
-the line a finished case gets (:mod:`bench.progress`). Standard library only.
+the line a finished case gets (:mod:`bench.harness.progress`). Standard library only.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _BENCHMARK_DEFAULTS = {"benchmark_columns": None, "benchmark_sort": "min",
                        "benchmark_group_by": "group", "benchmark_name": "normal",
                        "benchmark_time_unit": None, "benchmark_histogram": [],
                        "benchmark_compare": []}
-#: What a suite's figure is per: its statistics are kept in that unit (bench.measure).
+#: What a suite's figure is per: its statistics are kept in that unit (bench.measure.rounds).
 UNITS = {"train": "epoch", "scaling": "epoch", "baseline": "epoch", "inference": "pass",
          "latency": "call", "tta": "run", "compile": "compile"}
 #: The closing table's heading of a suite's rows.

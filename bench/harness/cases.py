@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 
-from bench import schema
+from bench.store import schema
 from fashion_core.config import PRECISIONS
 
 SUITES = ("train", "inference", "latency", "tta", "compile", "baseline", "scaling")
@@ -46,7 +46,7 @@ class Case:
         steps: train only: steps a timed round; None: sized by time (a whole epoch
             where an epoch is short, else steps lasting the round target).
         rounds: timed rounds, where a round is a whole run (tta, compile, baseline,
-            scaling); None: rounds until the figure is known (bench.stopping).
+            scaling); None: rounds until the figure is known (bench.harness.stopping).
         note: said beside the figure in the result row (why a path is measured once).
         variant: baseline only: keras-fit (``model.fit`` with a whole epoch per
             execution) or tutorial-eager (the tutorial's eager GradientTape loop).
@@ -112,7 +112,7 @@ class Case:
         return TTA_TARGETS[self.model]
 
     def fields(self) -> dict:
-        """The fields of the result row (bench.schema.Row) that the case itself fills."""
+        """The fields of the result row (bench.store.schema.Row) that the case itself fills."""
         return {name: self.id if name == "case" else getattr(self, name)
                 for name in schema.CASE_FIELDS}
 

@@ -1,4 +1,4 @@
-"""Does the canary track the noise? ``python -m bench.noise RESULT_FILE_OR_FOLDER ...``
+"""Does the canary track the noise? ``python -m bench.tools.noise RESULT_FILE_OR_FOLDER ...``
 
 Reads result files whose rows kept the canary's time before each timed round
 (``canary_seconds``, schema 3) and prints how well the canary's slowness tracks the
@@ -40,7 +40,7 @@ def load(paths: list[str]) -> list[dict]:
         try:
             document = json.loads(path.read_text())
         except (OSError, ValueError) as error:
-            raise SystemExit(f"bench.noise: cannot read {path}: {error}") from None
+            raise SystemExit(f"bench.tools.noise: cannot read {path}: {error}") from None
         for bench in document.get("benchmarks", []):
             info, data = bench.get("extra_info", {}), bench.get("stats", {}).get("data")
             canary = info.get("canary_seconds")
@@ -93,13 +93,13 @@ def study(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.noise", description=__doc__.split("\n\n")[1],
+        prog="python -m bench.tools.noise", description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="RESULT_FILE_OR_FOLDER")
     args = parser.parse_args(argv)
     rows = load(args.paths)
     if not rows:
-        print("bench.noise: no rows with the canary's times (schema 3 result files)",
+        print("bench.tools.noise: no rows with the canary's times (schema 3 result files)",
               file=sys.stderr)
         return 2
     result = study(rows)

@@ -5,14 +5,14 @@ A bench session appends one JSON line per finished case (passed or failed) to
 name does not end in ``.json``, so the report never reads a journal as a result.
 
 - At the end of a session the numbered result file is written as always
-  (:func:`bench.results.save_run`) and the journal is deleted.
+  (:func:`bench.store.results.save_run`) and the journal is deleted.
 - If the process dies (``kill -9``, out of memory, a CI timeout), the journal stays. The
   next bench session and ``python -m bench.report`` call :func:`recover_orphans`: a journal
   whose process is gone is published as a normal numbered result file with
   ``fashion_bench_status: "incomplete"`` and every case it had finished, then deleted.
 
 A journal is claimed by renaming it before it is published, so two recoverers running at
-once publish it once; nothing is ever overwritten (see :mod:`bench.results`).
+once publish it once; nothing is ever overwritten (see :mod:`bench.store.results`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.results import save_run
+from bench.store.results import save_run
 
 PREFIX = ".journal-"
 SUFFIX = ".jsonl"

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import psutil
 
-from bench import schema
+from bench.store import schema
 
 #: Shortest span over which contention is judged (CPU time comes in 10 ms ticks).
 MIN_WINDOW_SECONDS = 0.5
@@ -194,7 +194,7 @@ class RoundMonitor:
         self.samples.append(CpuSample(self.cpus, self.meter).shifted(self.off_clock))
 
     def hand_over(self, turns) -> None:
-        """Let the other session of an interleaved A/B run (bench.turns) have its round.
+        """Let the other session of an interleaved A/B run (bench.harness.turns) have its round.
 
         The wait is taken off the clock of every later sample: the other side's round is
         not contention of ours, and its energy is not ours either.
@@ -205,7 +205,7 @@ class RoundMonitor:
 
     def check_gpu(self) -> None:
         if self.device.startswith("gpu"):
-            from bench.energy import foreign_gpu_processes
+            from bench.measure.energy import foreign_gpu_processes
 
             count = foreign_gpu_processes(self.device)
             if count is not None:
@@ -270,11 +270,11 @@ def timed_rounds(benchmark, state, device: str, target, *, rule=None, warmup_rou
                  setup=None, args: tuple = (), kwargs: dict | None = None,
                  round_seconds: float | None = None, rounds: int | None = None,
                  per_round: float = 1.0):
-    """Time rounds of ``target`` until the figure is known (:mod:`bench.stopping`).
+    """Time rounds of ``target`` until the figure is known (:mod:`bench.harness.stopping`).
 
     Each round: the suite's ``setup`` (untimed), in an interleaved A/B session
     (``state.turns``) the hand-over of the turn, off the clock; the canary
-    (:mod:`bench.canary`); a sample of the contention guard and energy meter; then the
+    (:mod:`bench.measure.canary`); a sample of the contention guard and energy meter; then the
     timed call of ``target``. After ``warmup_rounds`` untimed rounds, timed rounds run
     until ``rule`` (default: the session's, ``state.stopping``; ``rounds`` = exactly that
     many) says stop: converged, this case's share of the budget spent
@@ -283,8 +283,8 @@ def timed_rounds(benchmark, state, device: str, target, *, rule=None, warmup_rou
     run, the interval reached, why it stopped, the contention, energy and canary go into
     ``benchmark.extra_info``. Returns the target's last result.
     """
-    from bench.canary import spread
-    from bench.stopping import StoppingRule
+    from bench.harness.stopping import StoppingRule
+    from bench.measure.canary import spread
 
     kwargs = kwargs or {}
     rule = rule or getattr(state, "stopping", None) or StoppingRule()
@@ -303,7 +303,7 @@ def timed_rounds(benchmark, state, device: str, target, *, rule=None, warmup_rou
 
         raise FixtureAlreadyUsed(f"Fixture can only be used once. Previously it was used in "
                                  f"{benchmark._mode} mode.")
-    benchmark._mode = "bench.measure.timed_rounds(...)"
+    benchmark._mode = "bench.measure.rounds.timed_rounds(...)"
     # pytest-benchmark's own statistics object, as pedantic makes it: the result file,
     # its comparison and its tables read every round from here.
     stats = benchmark._make_stats(1)

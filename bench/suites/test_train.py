@@ -12,14 +12,14 @@ import time
 
 import numpy as np
 
-from bench.measure import (
+from bench.harness.plan import EPOCH_ROUND_MAX
+from bench.measure.rounds import (
     check_finite_and_falling,
     median_seconds,
     record,
     size_round,
     timed_rounds,
 )
-from bench.plan import EPOCH_ROUND_MAX
 
 SUITE = "train"
 

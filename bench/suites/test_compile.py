@@ -6,7 +6,7 @@ the reason, since timing a step that runs op by op would measure nothing.
 
 from __future__ import annotations
 
-from bench.measure import median_seconds, record, timed_rounds
+from bench.measure.rounds import median_seconds, record, timed_rounds
 
 SUITE = "compile"
 

@@ -2,7 +2,7 @@
 
 A result file is pytest-benchmark's JSON. Its ``machine_info.fashion_bench`` block
 describes the machine and carries :data:`SCHEMA`; each ``benchmarks[].extra_info`` is
-one :class:`Row`. The suites write rows through :func:`bench.measure.record`, which
+one :class:`Row`. The suites write rows through :func:`bench.measure.rounds.record`, which
 checks them with :func:`check_row`; the report's loader reads them back with the
 column types declared here (:data:`COLUMN_TYPES`). Standard library only: the harness
 imports this on machines without pandas.
@@ -38,7 +38,7 @@ REAL_DATA = "fashion-mnist"
 SYNTHETIC_DATA = "synthetic"
 #: Top-level ``fashion_bench_status`` of a result file (absent in old files: complete).
 RUN_STATUSES = ("complete", "interrupted", "incomplete")
-#: Why a case stopped adding timed rounds (``Row.stop_reason``; bench.stopping).
+#: Why a case stopped adding timed rounds (``Row.stop_reason``; bench.harness.stopping).
 STOP_REASONS = ("converged", "budget", "max-rounds")
 
 #: The dtype a precision computes its matmuls in: the calibration a share of peak divides by.
@@ -53,7 +53,7 @@ class Row:
     None where a suite does not measure them (or, for schema-1 rows, did not yet).
     """
 
-    # The case (bench.cases.Case.fields): the key of tables, plots and the gate.
+    # The case (bench.harness.cases.Case.fields): the key of tables, plots and the gate.
     case: str  # the stable id, e.g. mlp-cpu-b128-fp32-xla
     suite: str  # train, inference, latency, tta, compile, scaling, baseline (reference loops)
     model: str
@@ -113,7 +113,7 @@ class Row:
     final_accuracy: float | None = None
     per_replica_batch: int | None = None
     global_batch: int | None = None
-    # How the rounds were spent (schema 3; bench.stopping). A round is one unit of work
+    # How the rounds were spent (schema 3; bench.harness.stopping). A round is one unit of work
     # sized to last at least round_seconds_target: steps_per_round (train) or
     # calls_per_round (inference passes, latency calls) of it.
     rounds: int | None = None  # timed rounds run (after the warm-up)
@@ -122,7 +122,7 @@ class Row:
     ci_halfwidth: float | None = None  # 99% interval of the figure, as a share of it
     stop_reason: str | None = None  # converged, budget or max-rounds (STOP_REASONS)
     case_seconds: float | None = None  # wall time of the whole case, setup included
-    # The canary (bench.canary): a fixed small kernel timed before every timed round.
+    # The canary (bench.measure.canary): a fixed small kernel timed before every timed round.
     canary_seconds: list | None = None  # its time before each timed round
     canary_spread: float | None = None  # slowest canary over the fastest, minus 1
     note: str | None = None  # said beside the figure (e.g. a known-slow path, measured once)
@@ -138,7 +138,7 @@ _HINTS = typing.get_type_hints(Row)
 #: Field -> (type, required). The loader gives each column this type.
 COLUMN_TYPES = {f.name: (_base_type(_HINTS[f.name]), f.default is dataclasses.MISSING)
                 for f in dataclasses.fields(Row)}
-#: The fields :meth:`bench.cases.Case.fields` fills from the case.
+#: The fields :meth:`bench.harness.cases.Case.fields` fills from the case.
 CASE_FIELDS = ("case", "suite", "model", "backend", "device", "batch_size", "precision",
                "xla", "variant", "strategy", "replicas", "compute_dtype")
 
@@ -236,4 +236,4 @@ def check_row(extra: dict) -> None:
         value = value.item() if hasattr(value, "item") else value
         if not (value is None and not required) and not _fits(value, kind):
             raise ValueError(f"row field {name!r} = {value!r} is not of type {kind.__name__} "
-                             f"(bench/schema.py, Row)")
+                             f"(bench/store/schema.py, Row)")
