@@ -28,7 +28,7 @@ TTA_TARGETS = {"mlp": (0.88, 20), "cnn": (0.91, 15)}
 # this accurate on the test set (the MLP passes 0.80 after one epoch, the CNN 0.85).
 MIN_ACCURACY = {"mlp": 0.80, "cnn": 0.85}
 # The dtype a precision computes its matmuls in: the calibration a row is divided by.
-COMPUTE_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+COMPUTE_DTYPE = schema.COMPUTE_DTYPE
 
 
 @dataclasses.dataclass(frozen=True)

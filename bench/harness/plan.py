@@ -20,7 +20,6 @@ then, with its reason. A left-out case is listed in the result file
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import statistics
@@ -29,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bench.harness.cases import Case
+from bench.store.results import ResultFileError, read_result, timing_rows
 
 #: The round target's default: a round lasts at least this long (seconds).
 DEFAULT_ROUND_SECONDS = 0.5
@@ -172,22 +172,19 @@ def _model_estimate(case: Case, peak_gflops: float, round_seconds: float, min_ro
     return Estimate(case, setup, one, min_rounds, expected, "model")
 
 
-def history_seconds(folder: Path, backend: str | None = None) -> dict:
+def history_seconds(folder: Path) -> dict:
     """{(suite, case id): median wall seconds} over this machine's result files that
-    recorded ``case_seconds`` (schema 3 and later). A file that cannot be read is passed
-    over: the estimate then falls back on the model."""
+    recorded ``case_seconds`` (schema 3 and later). A file that is not a result file is
+    passed over: the estimate then falls back on the model."""
     seen: dict[tuple[str, str], list[float]] = {}
     if not folder.is_dir():
         return {}
     for path in sorted(folder.glob("*.json")):
         try:
-            document = json.loads(path.read_text())
-            rows = [b["extra_info"] for b in document["benchmarks"]]
-        except (OSError, ValueError, KeyError, TypeError):
+            document = read_result(path, check=False)  # its own machine's, any schema
+        except ResultFileError:
             continue
-        for row in rows:
-            if not isinstance(row, dict):
-                continue
+        for row, _, _ in timing_rows(document):
             seconds = row.get("case_seconds")
             if isinstance(seconds, (int, float)) and seconds > 0 and not row.get("contended"):
                 seen.setdefault((row.get("suite"), row.get("case")), []).append(float(seconds))

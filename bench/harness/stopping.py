@@ -27,8 +27,8 @@ import math
 from collections.abc import Sequence
 
 from bench import stats
+from bench.store.schema import BUDGET, CONVERGED, MAX_ROUNDS  # noqa: F401 (the stop reasons)
 
-CONVERGED, BUDGET, MAX_ROUNDS = "converged", "budget", "max-rounds"
 #: Default half-width of the 99% interval, as a share of the figure.
 DEFAULT_PRECISION = 0.02
 DEFAULT_CONFIDENCE = 0.99

@@ -36,7 +36,8 @@ START_TIMEOUT = 600.0
 
 
 #: Asked of another revision's checkout, run there: the protocol its package exports
-#: (``bench.TURNS_PROTOCOL``; before that existed, ``bench.harness.turns.PROTOCOL``), 0 for none.
+#: (``bench.TURNS_PROTOCOL``; before that existed, the module ``bench/turns.py``'s
+#: ``PROTOCOL``), 0 for none.
 _ASK = """\
 import os, sys
 import bench
@@ -46,8 +47,8 @@ if not os.path.realpath(bench.__file__).startswith(os.path.realpath(sys.argv[1])
 protocol = getattr(bench, "TURNS_PROTOCOL", None)
 if protocol is None:
     try:
-        import bench.harness.turns
-        protocol = bench.harness.turns.PROTOCOL
+        import bench.turns
+        protocol = bench.turns.PROTOCOL
     except (ImportError, AttributeError):
         protocol = 0
 print(protocol)
@@ -63,8 +64,9 @@ def protocol_of(tree: Path, python: str | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["PYTHONPATH"] = str(tree)
     try:
-        # -S: no site-packages, so an installed copy of the project cannot answer for it.
-        done = subprocess.run([python or sys.executable, "-S", "-c", _ASK, str(tree)],
+        # -S: no site-packages, so an installed copy of the project cannot answer for it;
+        # -B: no bytecode written, so a checkout edited within a second is read afresh.
+        done = subprocess.run([python or sys.executable, "-S", "-B", "-c", _ASK, str(tree)],
                               cwd=tree, env=env,
                               capture_output=True, text=True, timeout=120)
         return int(done.stdout.strip()) if done.returncode == 0 else 0

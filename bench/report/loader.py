@@ -10,7 +10,6 @@ each skipped file is one warning line naming it (:class:`WarningLog`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import sys
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.store import schema
+from bench.store.results import ResultFileError, read_result, result_files
 
 #: One result per (machine, suite, case) and run; the case id already names the device.
 CASE_KEY = ["machine_id", "suite", "case"]
@@ -96,16 +96,12 @@ class ResultSet:
 def find_result_files(paths: Iterable[str | Path], log: WarningLog) -> list[Path]:
     """Files, and folders searched recursively for ``*.json``: each file once, in order;
     a warning for a folder without any and a path that does not exist."""
-    found: dict[Path, Path] = {}
-    for path in map(Path, paths):
-        files = sorted(p for p in path.rglob("*.json") if p.is_file()) if path.is_dir() \
-            else [path] if path.is_file() else []
-        if not files:
+    paths = list(map(Path, paths))
+    for path in paths:
+        if not result_files([path]):
             log.warn(path, "no result files (*.json) in this folder" if path.is_dir()
                      else "does not exist")
-        for file in files:
-            found.setdefault(file.resolve(), file)
-    return list(found.values())
+    return result_files(paths)
 
 
 def _timestamp(value: object) -> pd.Timestamp | None:
@@ -122,16 +118,9 @@ def _timestamp(value: object) -> pd.Timestamp | None:
 def read_run(path: Path, log: WarningLog) -> Run | None:
     """Read and validate one result file; on any problem warn once and return None."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        problem = schema.file_problem(document)
-    except UnicodeDecodeError:
-        problem = "is not JSON (not UTF-8 text); skipped"
-    except OSError as error:
-        problem = f"cannot be read ({error.strerror or error}); skipped"
-    except json.JSONDecodeError as error:
-        problem = f"is not JSON ({error.msg} at line {error.lineno}); skipped"
-    if problem:
-        return log.warn(path, problem)
+        document = read_result(path)
+    except ResultFileError as error:
+        return log.warn(path, str(error))
     machine = document["machine_info"]["fashion_bench"]
     failures = [{key: "" if f.get(key) is None else str(f[key])
                  for key in ("suite", "case", "name", "error")}

@@ -27,14 +27,16 @@ from pathlib import Path
 import psutil
 
 from bench.store.results import save_run
+from bench.store.schema import (  # noqa: F401 (the run statuses, for importers)
+    STATUS_COMPLETE,
+    STATUS_INCOMPLETE,
+    STATUS_INTERRUPTED,
+)
 
 PREFIX = ".journal-"
 SUFFIX = ".jsonl"
 CLAIMED = ".claimed-"  # a journal being published: .claimed-<pid>-<journal name>
 
-STATUS_COMPLETE = "complete"
-STATUS_INTERRUPTED = "interrupted"  # Ctrl-C: the session ended early, but cleanly
-STATUS_INCOMPLETE = "incomplete"  # the process died; recovered from its journal
 
 
 def _process_start(pid: int) -> float | None:

@@ -16,7 +16,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from bench.store import schema
 
 _NUMBERED = re.compile(r"^(\d{4,})_.*\.json$")
 
@@ -72,3 +75,50 @@ def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
         raise RuntimeError(f"could not find a free result number in {folder}")
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- reading
+
+class ResultFileError(ValueError):
+    """A file that is not a result file this checkout reads; the message says why and
+    ends in "skipped" (the report warns with it and goes on)."""
+
+
+def result_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files, and folders searched recursively for ``*.json``: each file once (by its real
+    path), in the order given, a folder's sorted. Missing paths give nothing."""
+    found: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*.json") if p.is_file()) if path.is_dir() \
+            else [path] if path.is_file() else []
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    return list(found.values())
+
+
+def read_result(path: Path, check: bool = True) -> dict:
+    """One result file, checked against the schema (:func:`bench.store.schema.file_problem`;
+    ``check=False``: JSON alone, for a harness reading back its own machine's files):
+    the document, or ResultFileError saying why it is not one. The one reader every tool
+    shares: the report, the plan's history, ``bench.ab`` and the noise study."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ResultFileError("is not JSON (not UTF-8 text); skipped") from None
+    except OSError as error:
+        raise ResultFileError(f"cannot be read ({error.strerror or error}); skipped") from None
+    except json.JSONDecodeError as error:
+        raise ResultFileError(f"is not JSON ({error.msg} at line {error.lineno}); "
+                              f"skipped") from None
+    problem = schema.file_problem(document) if check else (
+        None if isinstance(document, dict) else "is JSON but not an object; skipped")
+    if problem:
+        raise ResultFileError(problem)
+    return document
+
+
+def timing_rows(document: dict) -> Iterator[tuple[dict, dict, str | None]]:
+    """Each benchmark of a result document: (its extra_info row, its stats, its name)."""
+    for benchmark in document.get("benchmarks", []):
+        yield benchmark.get("extra_info") or {}, benchmark.get("stats") or {}, \
+            benchmark.get("name")

@@ -36,10 +36,13 @@ READABLE_SCHEMAS = (1, 2, 3)
 #: harness's random stand-in, which the report leaves out unless asked.
 REAL_DATA = "fashion-mnist"
 SYNTHETIC_DATA = "synthetic"
-#: Top-level ``fashion_bench_status`` of a result file (absent in old files: complete).
-RUN_STATUSES = ("complete", "interrupted", "incomplete")
+#: Top-level ``fashion_bench_status`` of a result file (absent in old files: complete):
+#: complete; interrupted (Ctrl-C: ended early, but cleanly); incomplete (the process died,
+#: its finished cases recovered from its journal).
+RUN_STATUSES = STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_INCOMPLETE = (
+    "complete", "interrupted", "incomplete")
 #: Why a case stopped adding timed rounds (``Row.stop_reason``; bench.harness.stopping).
-STOP_REASONS = ("converged", "budget", "max-rounds")
+STOP_REASONS = CONVERGED, BUDGET, MAX_ROUNDS = ("converged", "budget", "max-rounds")
 
 #: The dtype a precision computes its matmuls in: the calibration a share of peak divides by.
 COMPUTE_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -17,32 +17,25 @@ could be discounted; near 0 says the canary does not see what slows the rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 
-
-def _files(paths: list[str]) -> list[Path]:
-    found = []
-    for path in map(Path, paths):
-        found += sorted(path.rglob("*.json")) if path.is_dir() else [path]
-    return found
+from bench.store.results import ResultFileError, read_result, result_files, timing_rows
 
 
 def load(paths: list[str]) -> list[dict]:
     """One entry a (run, case) with rounds and canary: {run, case, rounds, canary}."""
     rows = []
-    for path in _files(paths):
+    for path in result_files(paths):
         try:
-            document = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise SystemExit(f"bench.tools.noise: cannot read {path}: {error}") from None
-        for bench in document.get("benchmarks", []):
-            info, data = bench.get("extra_info", {}), bench.get("stats", {}).get("data")
+            document = read_result(path)
+        except ResultFileError as error:
+            raise SystemExit(f"bench.tools.noise: {path} {error}") from None
+        for info, stats, _ in timing_rows(document):
+            data = stats.get("data")
             canary = info.get("canary_seconds")
             if canary and data and len(canary) == len(data):
                 rows.append({"run": str(path), "case": f"{info.get('suite')} {info.get('case')}",
