@@ -23,6 +23,9 @@ import select
 import time
 from pathlib import Path
 
+from bench.store.journal import process_alive
+from fashion_core.files import write_atomic
+
 #: The hand-over protocol's version: bench.ab takes turns only with revisions whose
 #: package says the same (``bench.TURNS_PROTOCOL``; else whole runs alternate).
 PROTOCOL = 2
@@ -79,16 +82,6 @@ def speaks_protocol(tree: Path) -> bool:
     return protocol_of(tree) == PROTOCOL
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process
-        return True
-    return True
-
-
 class Turns:
     """One side's view of the turn folder.
 
@@ -132,7 +125,7 @@ class Turns:
             pid = int(ready.read_text(encoding="ascii"))
         except (OSError, ValueError):  # not started (yet): gone only after a long while
             return time.monotonic() - self._started > START_TIMEOUT
-        return not _alive(pid)
+        return not process_alive(pid)
 
     def _open(self) -> None:
         # O_RDWR: opening a FIFO so never blocks (Linux), and a byte written stays in it
@@ -183,6 +176,4 @@ class Turns:
 
 def _write(path: Path, text: str) -> None:
     """Replace ``path``'s content atomically (a reader sees the old or the new text)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(text, encoding="ascii")
-    os.replace(temporary, path)
+    write_atomic(path, text)

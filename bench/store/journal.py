@@ -55,8 +55,11 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
-def _alive(pid: int, started: float | None, host: str | None) -> bool:
-    """Whether the process that wrote a journal still runs (a reused pid does not count)."""
+def process_alive(pid: int, started: float | None = None, host: str | None = None) -> bool:
+    """Whether process ``pid`` still runs: the one check of the harness (a journal's writer,
+    the other side of an A/B turn). ``started``: its start time as recorded, so a reused
+    pid does not count; ``host``: where it ran (another host's process is taken as alive:
+    not ours to judge). A zombie is dead."""
     if host and host != socket.gethostname():
         return True  # another host's journal on a shared folder: not ours to judge
     now_started = _process_start(pid)
@@ -200,7 +203,7 @@ def recover_orphans(paths: Iterable[str | Path], log=None) -> list[Path]:
             original = path.name.split("-", 2)[2]
         else:
             header = _header(path)
-            if header and _alive(int(header.get("pid", 0)), header.get("process_start"),
+            if header and process_alive(int(header.get("pid", 0)), header.get("process_start"),
                                  header.get("host")):
                 continue
             original = path.name
