@@ -209,9 +209,9 @@ def cmd_train(args) -> int:
     if args.strategy == "none":
         trainer = training.make_trainer(config, dataset)
     else:
-        from fashion_core import distributed
+        from fashion_core.backends import tf_distributed
 
-        trainer = distributed.make_trainer(config, dataset, args.strategy, args.replicas)
+        trainer = tf_distributed.make_trainer(config, dataset, args.strategy, args.replicas)
     batch = f"batch {config.batch_size}"
     if args.strategy != "none":
         batch += f" a replica x {trainer.replicas} replicas ({args.strategy})"
@@ -327,7 +327,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors = (backends.BackendError, ConfigError, DataError, backends.DeviceError,
               FloatingPointError, OSError)
-    distributed = sys.modules.get("fashion_core.distributed")  # imported only for --strategy
+    # Imported only for --strategy (it imports TensorFlow).
+    distributed = sys.modules.get("fashion_core.backends.tf_distributed")
     if distributed is not None:
         errors += (distributed.ScaleOutError,)
     return errors

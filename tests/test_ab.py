@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import ab
+from bench.ab import cli as ab_cli
 from tests.test_bench_harness import ROOT
 
 pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
@@ -156,7 +157,7 @@ def test_the_budget_stops_adding_pairs(tmp_path):
     assert horizon == 5
     row = rows[0]
     half = (np.log(row["high"]) - np.log(row["low"])) / 2
-    logs = [np.log(ab.pair_ratio(*(ab._run_medians(f)[0][("train", "noisy")] for f in p)))
+    logs = [np.log(ab.pair_ratio(*(ab.run_medians(f)[0][("train", "noisy")] for f in p)))
             for p in made]
     assert half == pytest.approx(ab.look_multipliers(3, 5)[5] * np.std(logs, ddof=1)
                                  / np.sqrt(5))
@@ -256,8 +257,8 @@ def test_pytest_options_after_double_dash_reach_the_runs(tmp_path, monkeypatch, 
                     rounds=base.rounds_args)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(ab, "pair_of_runs", fake_pair)
-    monkeypatch.setattr(ab, "interleaved_pair", fake_pair)
+    monkeypatch.setattr(ab_cli, "pair_of_runs", fake_pair)  # where main looks them up
+    monkeypatch.setattr(ab_cli, "interleaved_pair", fake_pair)
     code = ab.main(["HEAD", "HEAD", "--pairs", "3", "--repo", str(ROOT), "--out",
                     str(tmp_path / "out"), "--", "-k", "mlp and b128", "--bench-matrix",
                     "ci"])
@@ -282,7 +283,7 @@ def test_pytest_options_without_double_dash_are_refused_with_the_fix():
 @pytest.mark.slow  # two real sessions taking turns; tests/test_turns.py checks the turns
 def test_a_real_pair_takes_turns_and_writes_both_result_files(tmp_path, capsys):
     """Both sessions of HEAD run the tiny matrix on synthetic data, taking turns."""
-    if not (ROOT / "bench" / "turns.py").is_file() or subprocess.run(
+    if not (ROOT / "bench" / "harness" / "turns.py").is_file() or subprocess.run(
             ["git", "cat-file", "-e", "HEAD:bench/harness/turns.py"], cwd=ROOT).returncode:
         pytest.skip("HEAD predates bench/harness/turns.py")
     out = tmp_path / "ab"

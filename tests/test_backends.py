@@ -186,7 +186,8 @@ import weakref  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from fashion_core.backends import base  # noqa: E402
+from fashion_core import calibration  # noqa: E402
+from fashion_core.backends import base, device_data  # noqa: E402
 
 
 def _backend():
@@ -217,7 +218,7 @@ def _fake_clock(monkeypatch, rates: dict, fail_at: set = frozenset()):
             clock["now"] += 2 * size**3 / rates[size]
         return product
 
-    monkeypatch.setattr(base.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(calibration.time, "perf_counter", lambda: clock["now"])
     return make_product, calls, clock
 
 
@@ -226,7 +227,7 @@ def test_calibration_skips_sizes_it_cannot_afford(monkeypatch):
     0.43 s, so three of them fit in 3 s and 2048 (3.4 s each) is never built."""
     rates = {256: 5e9, 1024: 5e9, 2048: 5e9, 4096: 5e9}
     make_product, calls, clock = _fake_clock(monkeypatch, rates)
-    rate = base.best_matmul_gflops(make_product, (256, 1024, 2048, 4096), total_seconds=3.0)
+    rate = calibration.best_matmul_gflops(make_product, (256, 1024, 2048, 4096), total_seconds=3.0)
     assert rate == pytest.approx(5.0)
     assert set(calls) == {256, 1024} and calls.count(1024) >= 3
     assert clock["now"] < 3.0 + 3 * 0.43  # the budget, plus at most one product's overrun
@@ -235,35 +236,36 @@ def test_calibration_skips_sizes_it_cannot_afford(monkeypatch):
 def test_calibration_climbs_every_size_on_a_fast_device(monkeypatch):
     rates = {1024: 300e9, 2048: 400e9, 4096: 450e9}
     make_product, calls, clock = _fake_clock(monkeypatch, rates)
-    assert base.best_matmul_gflops(make_product, (4096, 1024, 2048)) == pytest.approx(450.0)
+    assert calibration.best_matmul_gflops(make_product, (4096, 1024, 2048)) == pytest.approx(450.0)
     assert [size for size in dict.fromkeys(calls)] == [1024, 2048, 4096]  # ascending
     assert calls.count(4096) >= 3 and clock["now"] < 4.0
 
 
 def test_calibration_of_an_unsupported_dtype_raises_what_the_harness_catches(monkeypatch):
     make_product, _, _ = _fake_clock(monkeypatch, {256: 1e9, 1024: 1e9}, fail_at={256})
-    with pytest.raises(base.CalibrationUnsupported, match="TypeError: no kernel for size 256"):
-        base.best_matmul_gflops(make_product, (256, 1024))
-    assert issubclass(base.CalibrationUnsupported, RuntimeError)
+    with pytest.raises(calibration.CalibrationUnsupported,
+                       match="TypeError: no kernel for size 256"):
+        calibration.best_matmul_gflops(make_product, (256, 1024))
+    assert issubclass(calibration.CalibrationUnsupported, RuntimeError)
     # A failure at a larger size (out of memory, say) keeps the best rate so far.
     make_product, calls, _ = _fake_clock(monkeypatch, {256: 2e9, 1024: 1e9}, fail_at={1024})
-    assert base.best_matmul_gflops(make_product, (256, 1024)) == pytest.approx(2.0)
+    assert calibration.best_matmul_gflops(make_product, (256, 1024)) == pytest.approx(2.0)
 
 
 def test_calibration_sizes_start_small_for_reduced_precision():
-    assert base.calibration_sizes("cpu") == (1024, 2048, 4096)
-    assert base.calibration_sizes("cpu", "bfloat16")[0] == 256
-    assert base.calibration_sizes("gpu:0", "float16")[-1] == 8192
+    assert calibration.calibration_sizes("cpu") == (1024, 2048, 4096)
+    assert calibration.calibration_sizes("cpu", "bfloat16")[0] == 256
+    assert calibration.calibration_sizes("gpu:0", "float16")[-1] == 8192
     with pytest.raises(ValueError, match="unknown calibration dtype 'int8'"):
-        base.check_calibration_dtype("int8")
+        calibration.check_calibration_dtype("int8")
 
 
-@pytest.mark.parametrize("dtype", base.CALIBRATION_DTYPES)
+@pytest.mark.parametrize("dtype", calibration.CALIBRATION_DTYPES)
 def test_each_backend_multiplies_in_each_dtype(dtype):
     """A small real product per dtype on the CPU: a rate, or the documented exception."""
     try:
         rate = _backend().matmul_gflops("cpu", dtype, size=128, repeats=2)
-    except base.CalibrationUnsupported as error:
+    except calibration.CalibrationUnsupported as error:
         assert dtype in str(error)
         return
     assert rate > 0.01
@@ -285,13 +287,13 @@ def test_trainers_on_one_device_share_one_copy_of_the_dataset(tiny):
     assert first._labels is second._labels
     other = train.make_trainer(TrainConfig(batch_size=32, jit=False), tiny)
     assert other._images["train"] is not first._images["train"]  # another dataset
-    key = [k for k in base.shared_device_data_keys() if k[0] == id(dataset)]
+    key = [k for k in device_data.shared_device_data_keys() if k[0] == id(dataset)]
     assert len(key) == 1 and key[0][1].endswith(":cpu")
     first.close()
     second.close()
     del first, second, dataset
     gc.collect()
-    assert not [k for k in base.shared_device_data_keys() if k == key[0]]
+    assert not [k for k in device_data.shared_device_data_keys() if k == key[0]]
 
 
 def test_a_dropped_or_closed_trainer_is_released(tiny):
@@ -446,7 +448,7 @@ def test_a_dozen_tensorflow_trainers_do_not_pile_up_in_memory():
 
 @only["jax"]
 def test_jax_preallocation_is_off_unless_the_user_said_otherwise():
-    from fashion_core.backends import jax as jb
+    from fashion_core.backends import jax_devices as jb
 
     environ = {}
     assert jb.disable_preallocation(environ, started=False)

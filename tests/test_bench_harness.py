@@ -235,18 +235,18 @@ def test_a_failing_case_is_recorded_and_the_rest_goes_on(tmp_path):
 
 
 def test_calibration_time_comes_from_the_environment_and_a_bad_value_is_named():
-    from fashion_core.backends import base
+    from fashion_core import calibration
 
-    assert base.calibration_seconds({}) == 3.0
-    assert base.calibration_seconds({"FASHION_BENCH_CALIBRATION_SECONDS": "0.5"}) == 0.5
+    assert calibration.calibration_seconds({}) == 3.0
+    assert calibration.calibration_seconds({"FASHION_BENCH_CALIBRATION_SECONDS": "0.5"}) == 0.5
     for bad in ("0", "-1", "soon", "inf"):
         with pytest.raises(ValueError, match="FASHION_BENCH_CALIBRATION_SECONDS"):
-            base.calibration_seconds({"FASHION_BENCH_CALIBRATION_SECONDS": bad})
+            calibration.calibration_seconds({"FASHION_BENCH_CALIBRATION_SECONDS": bad})
 
 
 def test_calibration_takes_the_fastest_size_within_its_budget(monkeypatch):
     """A fake clock: size 2 runs at 4 GFLOP/s, size 4 at 16; the figure is the best."""
-    from fashion_core.backends import base
+    from fashion_core import calibration
 
     clock = {"now": 0.0}
     calls = []
@@ -258,10 +258,10 @@ def test_calibration_takes_the_fastest_size_within_its_budget(monkeypatch):
             clock["now"] += 2 * size**3 / rates[size]
         return product
 
-    monkeypatch.setattr(base.time, "perf_counter", lambda: clock["now"])
-    assert base.best_matmul_gflops(make_product, (2, 4), repeats=3) == pytest.approx(16.0)
+    monkeypatch.setattr(calibration.time, "perf_counter", lambda: clock["now"])
+    assert calibration.best_matmul_gflops(make_product, (2, 4), repeats=3) == pytest.approx(16.0)
     assert calls == [2] * 4 + [4] * 4  # a warm-up, then three timed calls each
     calls.clear()
-    base.best_matmul_gflops(make_product, (4,), repeats=10, budget_seconds=0.0)
+    calibration.best_matmul_gflops(make_product, (4,), repeats=10, budget_seconds=0.0)
     assert calls == [4] * 3  # past its budget: a warm-up and the minimum of two
-    assert base.calibration_sizes("cpu") == (1024, 2048, 4096)
+    assert calibration.calibration_sizes("cpu") == (1024, 2048, 4096)

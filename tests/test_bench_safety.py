@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from bench.harness.cases import Case
-from bench.measure.rounds import (
+from bench.measure.contention import (
     CpuSample,
-    check_predictions,
     contention_between,
     usable_cpus,
     windowed_contention,
 )
+from bench.measure.rounds import check_predictions
 from bench.store import journal
 from bench.store.lock import LockBusy, MachineLock
 from tests.test_bench_harness import ROOT, _run_bench

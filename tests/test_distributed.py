@@ -114,7 +114,7 @@ def test_multiworker_without_tf_config_is_a_clear_error(tmp_path, even):
 # -- which devices a strategy uses, decided on the CPU with stand-ins for TensorFlow --------
 # tf.distribute is TensorFlow's: without TensorFlow installed the whole module is skipped.
 pytest.importorskip("tensorflow", reason="tf.distribute needs TensorFlow (not installed)")
-from fashion_core import distributed  # noqa: E402
+from fashion_core.backends import tf_distributed as distributed  # noqa: E402
 
 tf = distributed.tf
 

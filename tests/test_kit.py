@@ -22,8 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from kit import backends as kit_backends
 from kit import build, bundle, collect
+from kit import install as kit_install
 from kit import run as kit_run
+from kit import steps as kit_steps
 
 pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
 
@@ -316,17 +319,17 @@ def test_the_report_is_asked_for_its_options_not_read_from_a_path(tmp_path):
     main = project / "bench" / "report" / "__main__.py"
     main.write_text("print('usage: [--out DIR] [--include-synthetic] [--no-html]')\n")
     env = dict(os.environ, PYTHONPATH=str(project))
-    options = kit_run.report_options(sys.executable, env, project)
+    options = kit_backends.report_options(sys.executable, env, project)
     assert {"--out", "--include-synthetic", "--no-html"} <= options
     args = kit_run.parse_args(["out", "--data", "synthetic"])
-    assert kit_run.report_command(args, tmp_path / "r", tmp_path / "o", options)[-1] == \
+    assert kit_backends.report_command(args, tmp_path / "r", tmp_path / "o", options)[-1] == \
         "--include-synthetic"
     main.write_text("print('usage: [--out DIR]')\n")  # an older report: not passed
-    older = kit_run.report_options(sys.executable, env, project)
-    assert "--include-synthetic" not in kit_run.report_command(args, tmp_path / "r",
+    older = kit_backends.report_options(sys.executable, env, project)
+    assert "--include-synthetic" not in kit_backends.report_command(args, tmp_path / "r",
                                                                tmp_path / "o", older)
     main.write_text("raise SystemExit(3)\n")  # a report that cannot answer: nothing assumed
-    assert kit_run.report_options(sys.executable, env, project) == set()
+    assert kit_backends.report_options(sys.executable, env, project) == set()
 
 
 def test_unknown_backends_are_a_usage_error(capsys):
@@ -337,7 +340,7 @@ def test_unknown_backends_are_a_usage_error(capsys):
 
 
 def test_pip_runs_with_its_config_and_indexes_off():
-    env = kit_run.offline_pip_env({"PATH": "/bin", "PIP_INDEX_URL": "https://example.org",
+    env = kit_install.offline_pip_env({"PATH": "/bin", "PIP_INDEX_URL": "https://example.org",
                                    "PIP_EXTRA_INDEX_URL": "x", "PIP_FIND_LINKS": "/opt"})
     assert env == {"PATH": "/bin", "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
                    "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
@@ -350,24 +353,24 @@ def test_only_missing_distributions_are_installed_besides_the_always_ones(tmp_pa
         {"path": "wheels/mdurl.whl", "name": "mdurl", "version": "0.1.2", "when": "if-missing"},
     ]}
     installed = {"keras": "3.10.0", "rich": "13.0.0", "mdurl": None}
-    chosen, notes = kit_run.wheels_to_install(manifest, tmp_path, "needed", installed)
+    chosen, notes = kit_install.wheels_to_install(manifest, tmp_path, "needed", installed)
     assert chosen == [tmp_path / "wheels/keras.whl", tmp_path / "wheels/mdurl.whl"]
     assert notes == ["rich: the box's 13.0.0 kept (bundle has 15.0.0, installed only where "
                      "missing)"]
-    assert kit_run.wheels_to_install(manifest, tmp_path, "none", installed)[0] == []
-    assert len(kit_run.wheels_to_install(manifest, tmp_path, "all", installed)[0]) == 3
+    assert kit_install.wheels_to_install(manifest, tmp_path, "none", installed)[0] == []
+    assert len(kit_install.wheels_to_install(manifest, tmp_path, "all", installed)[0]) == 3
 
 
 def test_each_backend_gets_its_share_of_what_is_left():
     args = kit_run.parse_args(["out", "--budget", "540"])
     now = 1000.0
     deadline = now + 540
-    assert kit_run.backend_timeout(args, deadline, now, 3) == pytest.approx(160)
-    assert kit_run.backend_timeout(args, deadline, now + 400, 1) == pytest.approx(80)
-    assert kit_run.backend_timeout(args, deadline, now + 500, 1) == 0
+    assert kit_backends.backend_timeout(args, deadline, now, 3) == pytest.approx(160)
+    assert kit_backends.backend_timeout(args, deadline, now + 400, 1) == pytest.approx(80)
+    assert kit_backends.backend_timeout(args, deadline, now + 500, 1) == 0
     capped = kit_run.parse_args(["out", "--budget", "0", "--backend-timeout", "90"])
-    assert kit_run.backend_timeout(capped, None, now, 2) == 90
-    assert kit_run.backend_timeout(kit_run.parse_args(["out", "--budget", "0"]), None, now,
+    assert kit_backends.backend_timeout(capped, None, now, 2) == 90
+    assert kit_backends.backend_timeout(kit_run.parse_args(["out", "--budget", "0"]), None, now,
                                    2) is None
 
 
@@ -387,15 +390,15 @@ def test_a_backend_counts_as_run_only_when_it_finished_and_timed_something(
         paths.append(tmp_path / f"{number:04d}_20261127-100000.json")
         paths[-1].write_text(json.dumps({"benchmarks": [{}] * rows,
                                          "fashion_bench_failures": [{}] * failures}))
-    item = kit_run.BackendRun("jax", [], exit_code=exit_code, timeout_s=60)
-    kit_run.describe(item, timed_out, paths, False)
+    item = kit_backends.BackendRun("jax", [], exit_code=exit_code, timeout_s=60)
+    kit_backends.describe(item, timed_out, paths, False)
     assert (item.ran, item.status) == (ran, status)
 
 
 def test_a_run_past_its_time_is_interrupted(tmp_path):
-    log = kit_run.Log(tmp_path / "log")
+    log = kit_steps.Log(tmp_path / "log")
     start = time.monotonic()
-    code, timed_out, _ = kit_run.run_streamed(
+    code, timed_out, _ = kit_backends.run_streamed(
         [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(60)"],
         dict(os.environ), tmp_path, log, timeout=2)
     log.close()
@@ -410,8 +413,8 @@ def test_wheels_unpack_without_pip(tmp_path):
         "demo/__init__.py": "VALUE = 1\n", "demo-1.0.dist-info/METADATA": "Name: demo\n",
         "demo-1.0.data/purelib/demo_extra.py": "", "demo-1.0.data/scripts/demo": ""})
     site = tmp_path / "site"
-    kit_run.prepare_site(site)
-    kit_run.unzip_wheels([wheel], site)
+    kit_install.prepare_site(site)
+    kit_install.unzip_wheels([wheel], site)
     assert (site / "demo" / "__init__.py").read_text() == "VALUE = 1\n"
     assert (site / "demo_extra.py").is_file()  # a .data/purelib part goes to the top
     assert not (site / "demo-1.0.data").exists()  # and scripts are left out
@@ -420,15 +423,15 @@ def test_wheels_unpack_without_pip(tmp_path):
 
 def test_the_site_folder_is_emptied_only_if_the_kit_made_it(tmp_path):
     site = tmp_path / "site"
-    kit_run.prepare_site(site)
+    kit_install.prepare_site(site)
     (site / "old.py").write_text("")
-    kit_run.prepare_site(site)
+    kit_install.prepare_site(site)
     assert not (site / "old.py").exists()
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("")
     with pytest.raises(bundle.KitError, match="was not made by the kit"):
-        kit_run.prepare_site(foreign)
+        kit_install.prepare_site(foreign)
     assert (foreign / "precious.txt").exists()
 
 
@@ -438,7 +441,7 @@ def test_the_pack_holds_the_run_and_not_itself(tmp_path):
     (out / "results" / "m1" / "0001_20261127-100000.json").write_text("{}")
     (out / "kit.log").write_text("log\n")
     target = out / "run.tar.gz"
-    kit_run.pack(out, target, kit_run.Log(None))
+    kit_steps.pack(out, target, kit_steps.Log(None))
     with tarfile.open(target) as tar:
         assert sorted(tar.getnames()) == ["out", "out/kit.log", "out/results",
                                           "out/results/m1",

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.report import compare, tables
+from bench.report import compare, gate, lists, tables
 from bench.report import text as text_module
-from bench.report.cli import build_report, main, relative_to
+from bench.report.cli import main
 from bench.report.compare import run_spread
 from bench.report.loader import WarningLog, load_results
+from bench.report.modes import build_report, relative_to
 from bench.report.selection import current_failures, select_newest, select_runs
 from bench.store import schema
 
@@ -165,8 +166,8 @@ TABLES = {
     "expected_tta.md": lambda s, b: tables.render(tables.TIME_TO_ACCURACY, s, b),
     "expected_compile.md": lambda s, b: tables.render(tables.COMPILE, s, b),
     "expected_peak.md": lambda s, b: tables.render(tables.PEAK, s),
-    "expected_precision_xla.md": lambda s, b: tables.render(tables.precision_xla_table(s), s),
-    "expected_scaling.md": lambda s, b: tables.render(tables.SCALING, s),
+    "expected_precision_xla.md": lambda s, b: tables.render(lists.precision_xla_table(s), s),
+    "expected_scaling.md": lambda s, b: tables.render(lists.SCALING, s),
 }
 
 
@@ -186,8 +187,8 @@ def test_pooled_training_table_matches_expected(results):
 
 def test_failures_and_machines_match_expected(results):
     check_expected("expected_failures.md",
-                   tables.render(tables.FAILURES, current_failures(results, False)))
-    check_expected("expected_machines.md", tables.render(tables.MACHINES, results.runs))
+                   tables.render(lists.FAILURES, current_failures(results, False)))
+    check_expected("expected_machines.md", tables.render(lists.MACHINES, results.runs))
 
 
 def test_whole_report_matches_expected(results, newest):
@@ -258,7 +259,7 @@ def test_fixture_speedups_match_the_stored_numbers(newest):
 
 
 def test_scaling_efficiency_by_hand(newest):
-    rows = {r["replicas"]: r for r in tables.scaling_rows(newest)}
+    rows = {r["replicas"]: r for r in lists.scaling_rows(newest)}
     one, four = rows[1]["samples_per_second"], rows[4]["samples_per_second"]
     assert rows[4]["speedup"] == pytest.approx(four / one)
     assert rows[4]["efficiency"] == pytest.approx(four / (4 * one))
@@ -272,7 +273,7 @@ def test_precision_and_xla_speedups_by_hand():
                 "samples_per_second": rate}
     frame = pd.DataFrame([row("fp32", False, 100.0), row("fp32", True, 150.0),
                           row("fp16", False, 200.0), row("fp16", True, 240.0)])
-    speedups = tables.precision_xla_speedups(frame).set_index("comparison")
+    speedups = lists.precision_xla_speedups(frame).set_index("comparison")
     # fp16/fp32: 200/100 = 2 and 240/150 = 1.6 -> geometric mean sqrt(3.2).
     assert speedups.loc["fp16 vs fp32", "speedup"] == pytest.approx(3.2 ** 0.5)
     assert speedups.loc["fp16 vs fp32", "cases"] == 2
@@ -515,10 +516,10 @@ GATE_SEEDS = range(12)
 def test_gate_acceptance_three_runs_a_side(seed, tmp_path):
     """(a) unchanged code never fails at 10%; (b) every time x1.3 always fails."""
     sides = _noisy_sides(tmp_path, seed, runs=3)
-    text, code = compare.run_gate([sides["old"]], [sides["new"]], 0.10, WarningLog())
+    text, code = gate.run_gate([sides["old"]], [sides["new"]], 0.10, WarningLog())
     assert code == 0 and "| slower" not in text, text
     for slower in ("b1", "b2"):
-        text, code = compare.run_gate([sides["old"]], [sides[slower]], 0.10, WarningLog())
+        text, code = gate.run_gate([sides["old"]], [sides[slower]], 0.10, WarningLog())
         assert code == 1 and "| slower" in text, text
 
 
@@ -526,10 +527,10 @@ def test_gate_acceptance_three_runs_a_side(seed, tmp_path):
 def test_gate_acceptance_one_run_a_side_never_fails(seed, tmp_path):
     """(c) one run a side of unchanged code: never fails; inconclusive at most."""
     sides = _noisy_sides(tmp_path, seed, runs=1)
-    text, code = compare.run_gate([sides["old"]], [sides["new"]], 0.10, WarningLog())
+    text, code = gate.run_gate([sides["old"]], [sides["new"]], 0.10, WarningLog())
     assert code == 0 and "| slower" not in text and "| faster" not in text
     # Even 1.3x slower: one run a side cannot tell it from noise.
-    text, code = compare.run_gate([sides["old"]], [sides["b2"]], 0.10, WarningLog())
+    text, code = gate.run_gate([sides["old"]], [sides["b2"]], 0.10, WarningLog())
     assert code == 0 and "| undecided" in text
 
 
@@ -774,7 +775,8 @@ def test_help_explains_every_option(capsys):
 def test_reference_table_puts_each_reference_beside_the_compiled_step():
     import pandas as pd
 
-    from bench.report.tables import REFERENCE_LOOPS, render
+    from bench.report.lists import REFERENCE_LOOPS
+    from bench.report.tables import render
 
     common = {"label": "m/cpu", "model": "mlp", "batch_size": 128, "precision": "fp32",
               "backend": "tensorflow"}
@@ -922,7 +924,7 @@ def test_energy_unavailable_is_said_never_zero(results_v2):
 
 
 def test_runs_table_marks_incomplete_runs(results_v2, capsys, tmp_path):
-    text = tables.render(tables.RUNS, results_v2.runs)
+    text = tables.render(lists.RUNS, results_v2.runs)
     row = _cell_row(text, "0005_20261201-090000.json")
     assert row[5] == "incomplete (died; recovered)"
     assert _cell_row(text, "0002_20261201-070200.json")[6] == "20261201-070000-4242 (2/3)"
@@ -946,7 +948,7 @@ def test_whole_schema2_report_matches_expected(tmp_path, capsys):
 
 
 def test_report_and_gate_recover_orphaned_journals_first(tmp_path, capsys, monkeypatch):
-    import bench.report.cli as report_module
+    import bench.report.modes as report_module
 
     calls = []
 
@@ -997,7 +999,7 @@ def _recorded_figures() -> dict[str, set[str]]:
     import ast
 
     found = {}
-    for path in sorted((FIXTURES.parents[1] / "bench").glob("test_*.py")):
+    for path in sorted((FIXTURES.parents[1] / "bench" / "suites").glob("test_*.py")):
         calls = [node for node in ast.walk(ast.parse(path.read_text()))
                  if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "record"]
         found[path.name] = {k.arg for call in calls for k in call.keywords} - {
@@ -1203,7 +1205,7 @@ def test_plot_lines_flag_the_points_the_tables_mark(tmp_path):
 def test_a_schema2_file_has_no_plan_and_nothing_left_out(results_v2):
     runs = load_results([RESULTS_V2], WarningLog()).runs
     assert all(run.plan is None and run.not_run == [] for run in runs)
-    assert tables.render(tables.NOT_RUN, runs) is None
+    assert tables.render(lists.NOT_RUN, runs) is None
 
 
 def test_every_ratio_plot_has_a_log_axis_and_its_legend_off_the_data(newest):
@@ -1219,7 +1221,7 @@ def test_every_ratio_plot_has_a_log_axis_and_its_legend_off_the_data(newest):
     throughput = plots._throughput_figure(Figure, newest)
     assert all(a.get_yscale() == "log" and a.get_xscale() == "log"
                for a in throughput.axes if a.has_data())
-    pairs = tables.precision_xla_pairs(newest)
+    pairs = lists.precision_xla_pairs(newest)
     assert (pairs["low"] <= pairs["ratio"]).all() and (pairs["ratio"] <= pairs["high"]).all()
     points = sum(len(line.get_xdata()) for a in panels for line in a.get_lines()
                  if line.get_marker() not in (None, "None", "", "_"))

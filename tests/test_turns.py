@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bench.harness import turns
-from bench.measure import rounds as measure
+from bench.measure import contention as measure
 from tests.test_bench_harness import ROOT
 
 pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not

@@ -1,13 +1,14 @@
 """Fashion-MNIST benchmark report and regression gate: ``python -m bench.report``.
 
 Report mode reads result files (``results/`` by default), prints the comparison
-tables and writes REPORT.md, report.csv and three PNG plots. Gate mode
-(``--compare OLD NEW``) compares two sets of runs and exits 1 on a regression. History
-mode (``--history``, :mod:`bench.report.history`) draws each case over commits and lists the
-commits where one stepped. All first publish the journals of bench sessions that died
-under the paths they read (:func:`bench.store.journal.recover_orphans`), so a killed run is
-reported, marked incomplete.
-See ``python -m bench.report --help``.
+tables and writes REPORT.md, report.csv, three PNG plots and REPORT.html. Gate mode
+(``--compare OLD NEW``, :mod:`bench.report.gate`) compares two sets of runs and exits 1 on
+a regression. History mode (``--history``, :mod:`bench.report.history`) draws each case
+over commits and lists the commits where one stepped. All first publish the journals of
+bench sessions that died under the paths they read
+(:func:`bench.store.journal.recover_orphans`), so a killed run is reported, marked
+incomplete. This module parses the options; the report and history modes are
+:mod:`bench.report.modes`. See ``python -m bench.report --help``.
 """
 
 from __future__ import annotations
@@ -17,36 +18,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
-from bench.report import tables
-from bench.report.compare import (
-    ALPHA,
-    EXIT_BAD_INPUT,
-    OVERALL_ALPHA,
-    parse_threshold,
-    run_gate,
-    run_spread,
+from bench.report.compare import ALPHA, OVERALL_ALPHA, parse_threshold
+from bench.report.gate import EXIT_BAD_INPUT, run_gate
+from bench.report.history import WINDOW
+from bench.report.loader import WarningLog
+from bench.report.modes import (
+    EXIT_STRICT,
+    REPORT_CSV,
+    REPORT_MD,
+    make_history,
+    make_report,
+    recover_journals,
 )
-from bench.report.history import WINDOW, find_steps, history_frame, render_history
-from bench.report.loader import ResultSet, WarningLog, load_results
-from bench.report.page import write_page
-from bench.report.plots import write_history_plots, write_plots
-from bench.report.selection import current_failures, select_runs, selection_phrase, spoiled_mask
-from bench.report.summary import summary_rows, summary_section, verdicts_section
-from bench.report.text import escape
-from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, summarize
-from bench.store.atomic import write_atomic
-from bench.store.journal import recover_orphans
+from bench.report.verdicts import DEFAULT_THRESHOLD
 
 DEFAULT_RESULTS = Path("results")
-REPORT_MD = "REPORT.md"
-REPORT_CSV = "report.csv"
 DEFAULT_FAIL_SLOWER = 0.10
-
-EXIT_OK = 0
-EXIT_REGRESSION = 1  # the gate failed; in report mode: --strict and spoiled rows shown
-EXIT_STRICT = 2  # bad input, unwritable outputs, warnings under --strict; also argparse's
 
 DESCRIPTION = """\
 Report on fashion-bench results, or gate a change on them.
@@ -209,190 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --compare: a case of OLD that NEW lacks, or that failed in NEW, is listed "
              "but does not fail the gate (e.g. NEW ran a subset of the matrix)")
     return parser
-
-
-def recover_journals(paths: Sequence[str | Path]) -> None:
-    """Publish the journals of dead bench sessions under ``paths``; one note line each."""
-    existing = [path for path in paths if Path(path).exists()]
-    try:
-        recover_orphans(existing, log=lambda line: print(f"note: {line}", file=sys.stderr))
-    except OSError as error:
-        # A read-only results folder: report what is there rather than nothing.
-        print(f"note: journals of dead runs not recovered ({error}); reporting the result "
-              f"files as they are", file=sys.stderr)
-
-
-def report_notes(results: ResultSet) -> list[str]:
-    """Lines under the report's intro: runs left out, runs that did not complete."""
-    notes = []
-    if results.synthetic_left_out:
-        count = results.synthetic_left_out
-        notes.append(f"{count} run{'s' if count != 1 else ''} on synthetic data left out "
-                     f"(`--include-synthetic` includes {'them' if count != 1 else 'it'}).")
-    for run in results.runs:
-        if run.status == "incomplete":
-            notes.append(f"run `{run.path.name}` of `{run.machine_id}` is incomplete: its "
-                         f"process died and the {len(run.benchmarks)} case(s) it finished "
-                         f"were recovered from its journal (see Runs).")
-        elif run.status == "interrupted":
-            notes.append(f"run `{run.path.name}` of `{run.machine_id}` was interrupted "
-                         f"(Ctrl-C): it holds the {len(run.benchmarks)} case(s) finished "
-                         f"before (see Runs).")
-    return notes
-
-
-def long_form_csv(frame: pd.DataFrame) -> str:
-    """The long-form table as CSV; raw rounds joined into one space-separated field."""
-    table = frame.copy()
-    table["raw_rounds"] = [" ".join(repr(float(x)) for x in raw) for raw in frame["raw_rounds"]]
-    if "run_datetime" in table:
-        table["run_datetime"] = [t.isoformat() if not pd.isna(t) else "" for t in
-                                 frame["run_datetime"]]
-    return table.to_csv(index=False, lineterminator="\n")
-
-
-def relative_to(frame: pd.DataFrame, requested: str | None) -> tuple[str | None, str | None]:
-    """The machine/device label the speedups are relative to, and why ``requested``
-    (``--relative-to``: a machine id or a machine/device label) could not be used.
-
-    Default, and for a machine id: the first CPU label in sorted order (else the first).
-    """
-    if frame.empty:
-        return None, None
-
-    def first(rows: pd.DataFrame) -> str:
-        return min(rows.loc[rows["device_kind"] == "CPU", "label"], default=min(rows["label"]))
-
-    labels = sorted(frame["label"].unique())
-    if requested in labels:
-        return requested, None
-    if requested in set(frame["machine_id"]):
-        return first(frame[frame["machine_id"] == requested]), None
-    return first(frame), None if not requested else (
-        f"{requested!r} matches no machine id or machine/device label; using {first(frame)} "
-        f"(labels: {', '.join(labels)})")
-
-
-def not_run_count(runs: Sequence, all_runs: bool) -> int:
-    """The cases the plans or budgets of the runs shown left out."""
-    return len(tables.not_run_rows(list(runs), all_runs))
-
-
-def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | None,
-                 all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = (),
-                 threshold: float = DEFAULT_THRESHOLD,
-                 verdicts: pd.DataFrame | None = None,
-                 summary: pd.DataFrame | None = None) -> str:
-    """REPORT.md: intro, the summary, the verdicts across machines, then every table of
-    :mod:`bench.report.tables` with something to show, and the warnings. ``selected``: the
-    rows the case tables show (select_runs); ``verdicts``: :func:`machine_verdicts` over
-    every run (computed when not given)."""
-    if verdicts is None:
-        verdicts = machine_verdicts(results.benchmarks, reference, threshold)
-    if summary is None:
-        summary = summarize(verdicts, results.benchmarks, threshold)
-    machine_ids = sorted({run.machine_id for run in results.runs})
-    labels, runs = selected["label"].nunique() if not selected.empty else 0, len(results.runs)
-    intro = [
-        "# Fashion-MNIST benchmark report",
-        f"{runs} run{'s' if runs != 1 else ''} on {len(machine_ids)} machine"
-        f"{'s' if len(machine_ids) != 1 else ''} "
-        f"({', '.join(f'`{m}`' for m in machine_ids) or 'none'}); "
-        f"{labels} machine/device column{'s' if labels != 1 else ''}. "
-        + selection_phrase(all_runs),
-        f"Speedups are relative to `{reference}` (`--relative-to` changes it)." if reference
-        else "No speedups: no results."]
-    if notes:
-        intro.append("\n".join(f"Note: {note}" for note in notes))
-    failures = current_failures(results, all_runs)
-    spoiled = int(spoiled_mask(results.benchmarks).sum()) if not results.benchmarks.empty else 0
-    parts = intro + ["## Summary\n\n" + summary_section(
-        selected, verdicts, summary, reference, threshold,
-        not_run_count(results.runs, all_runs), len(failures), spoiled)]
-    if (text := verdicts_section(verdicts, threshold)) is not None:
-        parts.append(f"## Verdicts across machines\n\n{text}")
-    sections = [(tables.MACHINES, results.runs), (tables.RUNS, results.runs)]
-    sections += [(table, selected) for table in (
-        tables.TRAINING, tables.INFERENCE, tables.LATENCY, tables.TIME_TO_ACCURACY,
-        tables.COMPILE, tables.PEAK, tables.precision_xla_table(selected), tables.SCALING,
-        tables.REFERENCE_LOOPS, tables.ENERGY, *(tables.other_suite(name, selected) for name in
-        sorted(set(selected.get("suite", [])) - set(tables.DEDICATED_SUITES))))]
-    sections += [(tables.SPREAD, run_spread(results.benchmarks)),
-                 (tables.NOT_RUN, (results.runs, all_runs)),
-                 (tables.FAILURES, failures)]
-    parts += [f"## {table.title}\n\n{text}" for table, data in sections
-              if (text := tables.render(table, data, reference, all_runs)) is not None]
-    if warnings:
-        parts.append("## Warnings\n\n" + "\n".join(f"- {escape(w)}" for w in warnings))
-    return "\n\n".join(parts) + "\n"
-
-
-def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: str | None,
-                all_runs: bool, draw_plots: bool, log: WarningLog,
-                include_synthetic: bool = False, strict: bool = False,
-                threshold: float = DEFAULT_THRESHOLD, html: bool = True) -> int:
-    """Report mode: load, print the report, write the outputs; returns the exit status."""
-    recover_journals(paths)
-    results = load_results(paths, log, include_synthetic)
-    notes = report_notes(results)
-    if results.empty:
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        print("no results to report; nothing written", file=sys.stderr)
-        return EXIT_OK
-    selected = select_runs(results.benchmarks, all_runs)
-    reference, problem = relative_to(selected, reference_request)
-    if problem:
-        log.warn("--relative-to (--baseline)", problem)
-    verdicts = machine_verdicts(results.benchmarks, reference, threshold)
-    summary = summarize(verdicts, results.benchmarks, threshold)
-    report = build_report(results, selected, reference, all_runs, log.messages, notes,
-                          threshold, verdicts, summary)
-    print(report)
-    written = []
-    try:
-        for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(results.benchmarks))):
-            write_atomic(out_dir / name, content)
-            written.append(out_dir / name)
-        if draw_plots:
-            written += write_plots(selected, out_dir, log, write_atomic)
-        if html:
-            written.append(write_page(
-                out_dir, selected, summary_rows(summary), verdicts.rename(
-                    columns={"setting": "case"}), results.runs,
-                "Fashion-MNIST benchmark report", notes, write_atomic,
-                history_frame=results.benchmarks))
-    except OSError as error:
-        print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_STRICT
-    print("wrote " + ", ".join(str(path) for path in written))
-    spoiled = int(spoiled_mask(selected).sum())
-    if strict and spoiled:
-        print(f"--strict: the report shows {spoiled} row(s) contended or concurrent "
-              f"(marked † / ‡); exit status {EXIT_REGRESSION}", file=sys.stderr)
-        return EXIT_REGRESSION
-    return EXIT_OK
-
-
-def make_history(paths: Sequence[str | Path], out_dir: Path, threshold: float,
-                 draw_plots: bool, log: WarningLog, include_synthetic: bool = False) -> int:
-    """History mode: print the commits and steps of each machine, draw its history."""
-    recover_journals(paths)
-    history = history_frame(load_results(paths, log, include_synthetic))
-    if history.empty:
-        print("no results to draw a history of; nothing written", file=sys.stderr)
-        return EXIT_OK
-    steps = find_steps(history, threshold)
-    print(render_history(history, steps, threshold), end="")
-    try:
-        written = write_history_plots(history, steps, out_dir, log, write_atomic) \
-            if draw_plots else []
-    except OSError as error:
-        print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_STRICT
-    if written:
-        print("wrote " + ", ".join(str(path) for path in written))
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

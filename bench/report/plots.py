@@ -1,7 +1,7 @@
 """PNG plots of the report, drawn headless (matplotlib's Agg backend).
 
 The data each plot shows comes from pure functions (:func:`throughput_lines`,
-:func:`tta_bars` and :func:`bench.report.tables.precision_xla_speedups`), so it can be
+:func:`tta_bars` and :func:`bench.report.lists.precision_xla_speedups`), so it can be
 checked without matplotlib. Without matplotlib the plots are skipped with a warning.
 A plot without data is still written, saying so, so the set of files is the same.
 """
@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report.lists import precision_xla_pairs
 from bench.report.loader import WarningLog
-from bench.report.tables import (
-    COMPILED,
-    COMPILED_VS_NOT,
-    MIXED_PRECISIONS,
-    precision_xla_pairs,
-)
+from bench.report.tables import COMPILED, COMPILED_VS_NOT, MIXED_PRECISIONS
 from bench.report.text import has, order, yes
 
 THROUGHPUT_PNG = "throughput_vs_batch.png"

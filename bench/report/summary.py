@@ -40,8 +40,10 @@ def _caption(reference: str, threshold: float) -> str:
             f"(above 1 = faster), the geometric mean over the cases both ran, with its 99% "
             f"interval from the run-to-run spread (one run a side: an assumed "
             f"{100 * math.expm1(ASSUMED_RUN_SD):.0f}% a run, so only a large difference "
-            f"decides); verdict at ±{100 * threshold:g}% (`--threshold`). Every case: "
-            f"section Verdicts across machines._")
+            f"decides); verdict at ±{100 * threshold:g}% (`--threshold`). Every run of a "
+            f"machine/device counts, whatever its commit: a code change between the sides' "
+            f"runs is part of the difference (Runs lists the commits). Every case: section "
+            f"Verdicts across machines._")
 
 
 def _verdict_rows(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:

@@ -16,7 +16,7 @@ import psutil
 
 from bench.store.schema import SCHEMA  # the version of the fashion_bench block and its rows
 from fashion_core.backends import DeviceInfo
-from fashion_core.backends.base import cpu_count, cpu_model
+from fashion_core.host import cpu_count, cpu_model
 
 
 def _cpu_identity() -> str:

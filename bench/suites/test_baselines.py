@@ -26,7 +26,7 @@ def _fit_rounds(case, dataset):
     import keras
 
     from fashion_core import models
-    from fashion_core.backends.base import set_random_seed
+    from fashion_core.backends.keras_common import set_random_seed
 
     set_random_seed(0)  # keras.utils.set_random_seed would import TensorFlow on any backend
     model = models.build(case.model)
@@ -87,7 +87,7 @@ def _tutorial_rounds(case, dataset):
 
 def test_baseline_epoch(benchmark, case, dataset, bench_state):
     from fashion_core import models
-    from fashion_core.backends.base import cpu_model
+    from fashion_core.host import cpu_model
 
     if case.device != "cpu":
         pytest.skip("baselines are measured on the CPU only")

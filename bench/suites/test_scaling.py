@@ -19,7 +19,7 @@ SUITE = "scaling"
 def test_scaling_epoch(benchmark, case, dataset, bench_state):
     if BACKEND != "tensorflow":
         pytest.skip("tf.distribute is TensorFlow's")
-    from fashion_core import distributed
+    from fashion_core.backends import tf_distributed as distributed
     from fashion_core.config import TrainConfig
 
     # The case's device decides the replicas' kind: cpu-...-r2 runs on two logical CPU

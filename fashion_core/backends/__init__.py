@@ -5,8 +5,14 @@ A backend module provides:
 - ``NAME``: "tensorflow", "jax" or "torch";
 - ``list_devices() -> list[DeviceInfo]``;
 - ``Trainer(config, dataset)``: builds the model on the device, compiles the train step
-  once, and offers ``train_steps``, ``predict_all``, ``evaluate`` and memory figures;
-- ``versions() -> dict``: framework versions and, for GPUs, CUDA/cuDNN builds.
+  once, and offers ``set_order``, ``run_steps``, ``predict_all``, ``evaluate`` and memory
+  figures (a :class:`fashion_core.backends.base.BaseTrainer`);
+- ``versions() -> dict``: framework versions and, for GPUs, CUDA/cuDNN builds;
+- ``matmul_gflops(device, dtype)``: the device's matmul rate, the calibration
+  (:mod:`fashion_core.calibration`).
+
+Beside them: ``tf_distributed``, data-parallel training with ``tf.distribute``
+(TensorFlow only), and ``jax_devices``, the JAX backend's device set-up.
 
 This package imports no framework itself: :func:`current` imports only the backend Keras
 was configured with (``KERAS_BACKEND``), so a machine without TensorFlow can run the JAX

@@ -1,33 +1,28 @@
 """What every backend's Trainer shares: epoch bookkeeping, padding, work counts.
 
-A backend subclass keeps the dataset on its device and implements four things: build the
-model and optimizer (``__init__``), run a span of steps in one compiled call
-(``_run_steps``), predict a whole image set in one compiled call (``_predict_all``), and
-predict one batch from the host (``predict_batch``).
+A backend subclass keeps the dataset on its device and implements five things: build the
+model and optimizer (``__init__``), upload an epoch's sample order (``set_order``), run a
+span of steps in one compiled call (``run_steps``), predict a whole image set in one
+compiled call (``predict_all``), and predict one batch from the host (``predict_batch``).
 
-It also holds what every backend builds the same way through Keras: the dtype-policy
-scope (:func:`precision_policy`), the optimizer (:func:`make_optimizer`) and the seeding
-(:func:`set_random_seed`, which keeps TensorFlow out of JAX and PyTorch processes).
+What the backends share besides the class: the Keras pieces each builds the same way
+(:mod:`fashion_core.backends.keras_common`), the dataset's one copy per device
+(:mod:`fashion_core.backends.device_data`), the matmul calibration
+(:mod:`fashion_core.calibration`) and the host's identity (:mod:`fashion_core.host`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import platform
-import sys
 import time
-import weakref
-from collections.abc import Callable
 
-import keras
 import numpy as np
 
 from fashion_core import models
+from fashion_core.calibration import COMPUTE_DTYPES
 from fashion_core.config import TrainConfig
-from fashion_core.data import NUM_CLASSES, Dataset
+from fashion_core.data import Dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,213 +35,8 @@ class StepStats:
     bad_step: int  # the first step (within the epoch) whose loss was NaN/inf, or -1
 
 
-@contextlib.contextmanager
-def precision_policy(name: str):
-    """Set Keras's global dtype policy for the block, and always restore the old one."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam; wrapped in dynamic loss scaling for float16, whose gradients underflow."""
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    if config.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def set_random_seed(seed: int) -> None:
-    """``keras.utils.set_random_seed`` without importing TensorFlow for other backends.
-
-    Keras seeds TensorFlow too whenever it is installed (for ``tf.data``), which imports
-    all of it (seconds, and hundreds of MB) into a JAX or PyTorch process that never uses
-    it. Where TensorFlow is not loaded yet and not the backend, Keras is told it is not
-    there for this one call; Python's, numpy's and the backend's seeds are set as usual.
-    """
-    from keras.src.utils import module_utils
-
-    lazy_tf = module_utils.tensorflow
-    if keras.config.backend() == "tensorflow" or "tensorflow" in sys.modules:
-        keras.utils.set_random_seed(seed)
-        return
-    saved = lazy_tf._available
-    lazy_tf._available = False
-    try:
-        keras.utils.set_random_seed(seed)
-    finally:
-        lazy_tf._available = saved
-
-
-def per_sample_losses(logits, labels):
-    """Cross-entropy on logits (what is optimised) and the tutorial's MSE(one-hot, logits).
-
-    Written once in ``keras.ops``, so every backend's compiled step traces the same loss;
-    both are computed in float32 whatever the compute precision.
-    """
-    ops = keras.ops
-    logits = ops.cast(logits, "float32")
-    ce = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-    mse = ops.mean(ops.square(ops.one_hot(labels, NUM_CLASSES) - logits), axis=-1)
-    return ce, mse
-
-
-CALIBRATION_DTYPES = ("float32", "bfloat16", "float16")
-#: Seconds one calibration may take (per device and dtype): $FASHION_BENCH_CALIBRATION_SECONDS,
-#: default 3. The harness's own tests set it lower: their figures are not the point.
-CALIBRATION_ENV = "FASHION_BENCH_CALIBRATION_SECONDS"
-DEFAULT_CALIBRATION_SECONDS = 3.0
-
-
-def calibration_seconds(environ=None) -> float:
-    """How long a calibration may take: $FASHION_BENCH_CALIBRATION_SECONDS, else 3 s; a
-    ValueError naming the variable where it is not a positive number."""
-    text = (os.environ if environ is None else environ).get(CALIBRATION_ENV, "").strip()
-    if not text:
-        return DEFAULT_CALIBRATION_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"{CALIBRATION_ENV}={text!r}: give a positive number of seconds, "
-                         f"e.g. 3")
-    return seconds
-
-
-# Keras dtype policy -> the dtype its matmuls compute in (the calibration that applies).
-COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16",
-                  "mixed_float16": "float16"}
-
-
 class TrainerClosed(AttributeError):
     """A closed trainer was asked for something it released (see ``BaseTrainer.close``)."""
-
-
-class CalibrationUnsupported(RuntimeError):
-    """The framework cannot multiply matrices in this dtype on this device.
-
-    Raised by every backend's ``matmul_gflops``; the harness records the dtype's peak
-    as unknown (None) for that device and goes on.
-    """
-
-
-def check_calibration_dtype(dtype: str) -> str:
-    """``dtype`` if it is one of :data:`CALIBRATION_DTYPES`, else a ValueError naming them."""
-    if dtype not in CALIBRATION_DTYPES:
-        raise ValueError(f"unknown calibration dtype {dtype!r}; choose one of: "
-                         f"{', '.join(CALIBRATION_DTYPES)}")
-    return dtype
-
-
-def calibration_sizes(device: str, dtype: str = "float32") -> tuple[int, ...]:
-    """Matrix sizes the calibration matmul tries, smallest first: the fastest sets the figure.
-
-    Frameworks peak at different sizes (on a 2-core AVX-512 CPU, TensorFlow's matmul
-    rose from 370 GFLOP/s at 1024 to 478 at 4096 while JAX's fell from 375 to 91), so
-    one fixed size would understate some of them. On a CPU, bfloat16 and float16 may be
-    emulated at a few GFLOP/s, where one 1024 product would take seconds: they start
-    with a 256 probe, whose rate tells :func:`best_matmul_gflops` which larger sizes fit
-    its time budget.
-    """
-    if device == "cpu":
-        return (1024, 2048, 4096) if dtype == "float32" else (256, 1024, 2048, 4096)
-    return (4096, 8192) if dtype == "float32" else (1024, 4096, 8192)
-
-
-def best_matmul_gflops(make_product, sizes, repeats: int = 10,
-                       budget_seconds: float | None = None,
-                       total_seconds: float | None = None) -> float:
-    """A device's matmul rate in GFLOP/s: the fastest timed product over ``sizes``.
-
-    ``make_product(size)`` returns a callable that multiplies two size x size matrices
-    (in whatever dtype is being calibrated) and waits for the result (reads a value of
-    it back to the host, or blocks until it is ready), so each timed call waits for the
-    device. Sizes are tried smallest first; each
-    gets one warm-up call (trace, compile), then up to ``repeats`` timed calls, fewer
-    where they would take more than ``budget_seconds`` for that size or run past
-    ``total_seconds`` for the whole calibration (at least two timed calls a size).
-    ``total_seconds`` defaults to :func:`calibration_seconds` (3 s), ``budget_seconds``
-    to two thirds of it.
-
-    A size is skipped, with every larger one, when the rate measured so far says its
-    warm-up and two timed calls would not fit in what is left of ``total_seconds``:
-    that keeps an emulated dtype on a CPU (a few GFLOP/s) from taking minutes. So the
-    whole call takes about ``total_seconds``, plus at most the smallest size's first
-    three calls.
-
-    Raises :class:`CalibrationUnsupported` when the smallest size cannot be built or run
-    (the framework has no such matmul on the device); a failure at a larger size (out
-    of memory, say) ends the climb and the best rate so far stands.
-    """
-    if total_seconds is None:
-        total_seconds = calibration_seconds()
-    if budget_seconds is None:
-        budget_seconds = total_seconds * 2 / 3
-    begin = time.perf_counter()
-    deadline = begin + total_seconds
-    best_rate = 0.0  # FLOP/s
-    for position, size in enumerate(sorted(sizes)):
-        flops = 2 * size**3
-        if best_rate and 3 * flops / best_rate > deadline - time.perf_counter():
-            break
-        try:
-            product = make_product(size)
-            product()  # trace, compile and warm up
-        except Exception as error:  # noqa: BLE001 - frameworks raise their own types
-            if position == 0:
-                text = str(error).strip().splitlines()
-                raise CalibrationUnsupported(
-                    f"{type(error).__name__}: {text[0] if text else ''}"[:300]) from error
-            break
-        spent, calls = 0.0, 0
-        while calls < repeats:
-            start = time.perf_counter()
-            product()
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            spent, calls = spent + elapsed, calls + 1
-            best_rate = max(best_rate, flops / elapsed)
-            if calls >= 2 and (spent >= budget_seconds
-                               or time.perf_counter() + elapsed > deadline):
-                break
-    return best_rate / 1e9
-
-
-# (id of a Dataset, "backend:device") -> that dataset's arrays on that device.
-_DEVICE_DATA: dict[tuple[int, str], dict] = {}
-
-
-def shared_device_data(dataset: Dataset, where: str,
-                       upload: Callable[[Dataset], dict]) -> dict:
-    """The dataset's arrays on one device, uploaded once per process and shared.
-
-    ``where`` names the device and framework ("tensorflow:gpu:0"); ``upload(dataset)``
-    returns what lives on it (a dict of the framework's arrays) and is called only the
-    first time a dataset is asked for there. Every trainer on that device then reads the
-    same arrays, so ten trainers of a benchmark matrix hold one 47 MB copy of
-    Fashion-MNIST, not ten. The copy is dropped when the Dataset object itself is
-    garbage-collected (trainers keep a reference to it while they live).
-    """
-    key = (id(dataset), where)
-    if key not in _DEVICE_DATA:
-        if not any(k[0] == id(dataset) for k in _DEVICE_DATA):
-            # ids are reused after an object dies: forget its entries when it does.
-            weakref.finalize(dataset, _forget_dataset, id(dataset))
-        _DEVICE_DATA[key] = upload(dataset)
-    return _DEVICE_DATA[key]
-
-
-def _forget_dataset(dataset_id: int) -> None:
-    for key in [k for k in _DEVICE_DATA if k[0] == dataset_id]:
-        del _DEVICE_DATA[key]
-
-
-def shared_device_data_keys() -> list[tuple[int, str]]:
-    """What :func:`shared_device_data` holds now: (dataset id, "backend:device") pairs."""
-    return list(_DEVICE_DATA)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,35 +66,6 @@ class DeviceMemory:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name, from /proc/cpuinfo where there is one."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def cudnn_text(version: int | None) -> str | None:
-    """cuDNN's integer version as text: 90100 -> '9.1.0', 8906 -> '8.9.6'; None stays None."""
-    if not version:
-        return None
-    if version >= 90000:  # cuDNN 9 on: 10000 * major + 100 * minor + patch
-        return f"{version // 10000}.{version % 10000 // 100}.{version % 100}"
-    return f"{version // 1000}.{version % 1000 // 100}.{version % 100}"  # 1000 * major + ...
-
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS/Windows
-        return os.cpu_count() or 1
 
 
 class BaseTrainer:

@@ -11,7 +11,7 @@ epoch with XLA, against about 2 s for Keras ``fit``):
   every step has the same static shapes and XLA compiles exactly one program.
 
 The dataset is uploaded once per device per process and shared by every trainer there
-(:func:`fashion_core.backends.base.shared_device_data`). On a GPU, TensorFlow is told to
+(:func:`fashion_core.backends.device_data.shared_device_data`). On a GPU, TensorFlow is told to
 grow its memory as needed (:func:`enable_memory_growth`) instead of taking nearly all of
 it at start, so several trainers share one process and the device-memory figures are the
 bytes really used.
@@ -29,22 +29,22 @@ import tensorflow as tf  # noqa: E402
 
 from fashion_core import models, nvml  # noqa: E402
 from fashion_core.backends import DeviceInfo, resolve_device  # noqa: E402
-from fashion_core.backends.base import (  # noqa: E402
-    BaseTrainer,
-    CalibrationUnsupported,
-    DeviceMemory,
-    StepStats,
-    best_matmul_gflops,
-    calibration_sizes,
-    check_calibration_dtype,
-    cpu_model,
+from fashion_core.backends.base import BaseTrainer, DeviceMemory, StepStats  # noqa: E402
+from fashion_core.backends.device_data import shared_device_data  # noqa: E402
+from fashion_core.backends.keras_common import (  # noqa: E402
     make_optimizer,
     per_sample_losses,
     precision_policy,
-    shared_device_data,
+)
+from fashion_core.calibration import (  # noqa: E402
+    CalibrationUnsupported,
+    best_matmul_gflops,
+    calibration_sizes,
+    check_calibration_dtype,
 )
 from fashion_core.config import TrainConfig  # noqa: E402
 from fashion_core.data import Dataset  # noqa: E402
+from fashion_core.host import cpu_model  # noqa: E402
 
 NAME = "tensorflow"
 
@@ -284,7 +284,7 @@ def matmul_gflops(device: str, dtype: str = "float32", size: int | None = None,
     that dtype, as the mixed-precision models' layers compute. The calibration figure
     the benchmarks divide by ("share of measured peak"); sizes as
     :func:`calibration_sizes` gives, or ``size`` alone. Raises
-    :class:`~fashion_core.backends.base.CalibrationUnsupported` where TensorFlow has no
+    :class:`~fashion_core.calibration.CalibrationUnsupported` where TensorFlow has no
     such matmul on the device.
     """
     tf_dtype = _TF_DTYPES[check_calibration_dtype(dtype)]

@@ -45,24 +45,23 @@ import torch
 
 from fashion_core import models
 from fashion_core.backends import DeviceInfo, resolve_device
-from fashion_core.backends.base import (
-    BaseTrainer,
-    CalibrationUnsupported,
-    DeviceMemory,
-    StepStats,
-    best_matmul_gflops,
-    calibration_sizes,
-    check_calibration_dtype,
-    cpu_model,
-    cudnn_text,
+from fashion_core.backends.base import BaseTrainer, DeviceMemory, StepStats
+from fashion_core.backends.device_data import shared_device_data
+from fashion_core.backends.keras_common import (
     make_optimizer,
     per_sample_losses,
     precision_policy,
     set_random_seed,
-    shared_device_data,
+)
+from fashion_core.calibration import (
+    CalibrationUnsupported,
+    best_matmul_gflops,
+    calibration_sizes,
+    check_calibration_dtype,
 )
 from fashion_core.config import TrainConfig
 from fashion_core.data import Dataset
+from fashion_core.host import cpu_model, cudnn_text
 
 NAME = "torch"
 
@@ -295,7 +294,7 @@ def matmul_gflops(device: str, dtype: str = "float32", size: int | None = None,
     float32, torch does not use TF32 for matmuls unless asked), "bfloat16" or
     "float16": inputs and product in that dtype. Sizes as :func:`calibration_sizes`
     gives, or ``size`` alone. Raises
-    :class:`~fashion_core.backends.base.CalibrationUnsupported` where torch has no such
+    :class:`~fashion_core.calibration.CalibrationUnsupported` where torch has no such
     matmul on the device.
     """
     torch_dtype = _TORCH_DTYPES[check_calibration_dtype(dtype)]

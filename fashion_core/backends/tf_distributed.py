@@ -32,16 +32,15 @@ keras = tfb.keras
 
 from fashion_core import models  # noqa: E402
 from fashion_core.backends import DeviceInfo, parse_device  # noqa: E402
-from fashion_core.backends.base import (  # noqa: E402
-    BaseTrainer,
-    StepStats,
-    cpu_model,
+from fashion_core.backends.base import BaseTrainer, StepStats  # noqa: E402
+from fashion_core.backends.keras_common import (  # noqa: E402
     make_optimizer,
     per_sample_losses,
     precision_policy,
 )
 from fashion_core.config import ConfigError, TrainConfig, tf_config  # noqa: E402
 from fashion_core.data import Dataset  # noqa: E402
+from fashion_core.host import cpu_model  # noqa: E402
 
 STRATEGIES = ("mirrored", "multiworker")
 
