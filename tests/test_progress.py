@@ -12,6 +12,8 @@ import pytest
 
 from bench.harness import figures, progress
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 
 def test_clock_spans_read_at_a_glance():
     assert [progress.format_clock(s) for s in (0, 0.4, 12.4, 59.6, 108, 3599, 3720, -3)] == [

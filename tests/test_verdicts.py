@@ -19,6 +19,8 @@ from bench.report.verdicts import machine_verdicts, summarize
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import make_fixtures  # noqa: E402
 
+pytestmark = pytest.mark.backend_free  # tox -e py runs these; jax and torch need not
+
 # --------------------------------------------------------------------------- bench.stats
 
 def test_t_helpers_match_scipy():

@@ -57,6 +57,8 @@ class Case:
     device: str
     batch_size: int
     precision: str = "fp32"
+    #: Compiled or not: XLA under TensorFlow (``jit_compile``) and JAX (``jax.jit``, else
+    #: op by op), ``torch.compile`` under PyTorch (else eager); ``-xla``/``-noxla`` in ids.
     xla: bool = True
     backend: str = "tensorflow"
     steps: int | None = None

@@ -39,8 +39,8 @@ START_TIMEOUT = 600.0
 
 
 #: Asked of another revision's checkout, run there: the protocol its package exports
-#: (``bench.TURNS_PROTOCOL``; before that existed, the module ``bench/turns.py``'s
-#: ``PROTOCOL``), 0 for none.
+#: (``bench.TURNS_PROTOCOL``; before that existed, ``PROTOCOL`` of the module
+#: ``bench.turns`` older revisions have), 0 for none.
 _ASK = """\
 import os, sys
 import bench

@@ -181,7 +181,7 @@ class RoundMonitor:
         if (self.meter is not None and len(timed) >= 2 and timed[0].joules is not None
                 and timed[-1].joules is not None and timed[-1].wall > timed[0].wall):
             # Energy over all timed rounds together: a meter that refreshes slowly says
-            # little about one short round (see DESIGN.md), much about their sum.
+            # little about one short round, much about their sum.
             figures["watts"] = (timed[-1].joules - timed[0].joules) / (
                 timed[-1].wall - timed[0].wall)
         else:

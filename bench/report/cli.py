@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report.compare import ALPHA, OVERALL_ALPHA, parse_threshold
-from bench.report.gate import EXIT_BAD_INPUT, run_gate
+from bench.report.gate import run_gate
 from bench.report.history import WINDOW
 from bench.report.loader import WarningLog
 from bench.report.modes import (
-    EXIT_STRICT,
+    EXIT_BAD_INPUT,
     REPORT_CSV,
     REPORT_MD,
     make_history,
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              args.all_runs, not args.no_plots, log, args.include_synthetic,
                              args.strict, args.threshold, not args.no_html)
     if args.strict and log.messages:
-        print(f"--strict: {len(log.messages)} warning(s); exit status {EXIT_STRICT}",
+        print(f"--strict: {len(log.messages)} warning(s); exit status {EXIT_BAD_INPUT}",
               file=sys.stderr)
-        return EXIT_STRICT
+        return EXIT_BAD_INPUT
     return status

@@ -23,12 +23,13 @@ from bench.report.compare import (
     compare_results,
 )
 from bench.report.loader import ResultSet, WarningLog, load_results
+from bench.report.modes import EXIT_BAD_INPUT
 from bench.report.text import NO_VALUE, format_run_spread, format_seconds, markdown_table
 from bench.stats import FAILED, MISSING, SLOWER, UNDECIDED
 
+#: The gate's exit statuses; 2 (bad input) is the report's EXIT_BAD_INPUT.
 EXIT_PASS = 0
 EXIT_FAIL = 1
-EXIT_BAD_INPUT = 2
 
 
 class GateInputError(Exception):

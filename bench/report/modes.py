@@ -33,7 +33,8 @@ REPORT_CSV = "report.csv"
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1  # the gate failed; in report mode: --strict and spoiled rows shown
-EXIT_STRICT = 2  # bad input, unwritable outputs, warnings under --strict; also argparse's
+#: Bad input, outputs that cannot be written, or warnings under --strict; also argparse's.
+EXIT_BAD_INPUT = 2
 
 
 def recover_journals(paths: Sequence[str | Path]) -> None:
@@ -189,7 +190,7 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
                 history_frame=results.benchmarks))
     except OSError as error:
         print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_STRICT
+        return EXIT_BAD_INPUT
     print("wrote " + ", ".join(str(path) for path in written))
     spoiled = int(spoiled_mask(selected).sum())
     if strict and spoiled:
@@ -214,7 +215,7 @@ def make_history(paths: Sequence[str | Path], out_dir: Path, threshold: float,
             if draw_plots else []
     except OSError as error:
         print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_STRICT
+        return EXIT_BAD_INPUT
     if written:
         print("wrote " + ", ".join(str(path) for path in written))
     return EXIT_OK
