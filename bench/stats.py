@@ -32,11 +32,18 @@ FAILED, MISSING, ADDED = "failed", "missing", "added"
 CONFIDENCE = 0.99
 
 
+def share_of(text: str) -> float:
+    """``10%`` or ``0.1`` -> 0.1: a share written as a percentage or a fraction
+    (ValueError when it is neither)."""
+    raw = text.strip()
+    return float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+
+
 def parse_threshold(text: str) -> float:
     """``10%`` or ``0.1`` -> 0.1 (an argparse ``type``): a relative margin."""
     raw = text.strip()
     try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+        value = share_of(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a threshold like 10% or 0.1") from None
     if not raw.endswith("%") and value >= 1:

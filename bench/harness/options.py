@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bench.harness import cases as matrix
 from bench.harness import progress
+from bench.stats import share_of
 
 
 def add_options(parser) -> None:
@@ -138,8 +139,7 @@ def _share(text: str) -> float:
 
 
 def _fraction(text: str) -> float:
-    raw = text.strip()
-    value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    value = share_of(text)
     if not 0 <= value <= 1:
         raise ValueError(text)
     return value

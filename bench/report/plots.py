@@ -98,24 +98,26 @@ def _no_data(axes, text: str) -> None:
     axes.set_axis_off()
 
 
-def _legend_outside(figure, axes_list, extra: list[tuple] = ()) -> None:
-    """One legend for the figure, right of the panels (never on the data): each label
-    once, then the entries of ``extra`` (handle, text)."""
-    seen: dict[str, object] = {}
-    for axes in axes_list:
-        for handle, text in zip(*axes.get_legend_handles_labels(), strict=True):
-            seen.setdefault(text, handle)
-    for handle, text in extra:
-        seen.setdefault(text, handle)
-    if seen:
-        figure.legend(list(seen.values()), list(seen.keys()), loc="outside lower center",
-                      ncol=min(4, len(seen)), fontsize="small", frameon=False)
+def _legend_below(figure, entries: list[tuple]) -> None:
+    """One legend for the figure, below the panels (never on the data): ``entries`` are
+    (handle, text) pairs."""
+    if entries:
+        figure.legend([handle for handle, _ in entries], [text for _, text in entries],
+                      loc="outside lower center", ncol=min(4, len(entries)),
+                      fontsize="small", frameon=False)
+
+
+#: What the hollow marker and the red ring mean where a plot draws both.
+HOLLOW_BUDGET = "hollow: stopped on the budget (§)"
+RED_RING = "red ring: contended or concurrent (†/‡)"
 
 
 def _key_handles(labels: list[str], colors: dict[str, str], models: list[str],
-                 backends: list[str] = ()) -> list[tuple]:
+                 backends: list[str] = (), hollow: str = HOLLOW_BUDGET,
+                 ring: str | None = RED_RING) -> list[tuple]:
     """Legend entries: a colour per machine/device, a marker per model, a line style per
-    backend, and the two point marks."""
+    backend, then the point marks: hollow (``hollow`` says what it means) and, unless
+    ``ring`` is None, the red ring."""
     from matplotlib.lines import Line2D
 
     handles = [(Line2D([], [], color=colors[label], linewidth=6), label) for label in labels]
@@ -123,11 +125,11 @@ def _key_handles(labels: list[str], colors: dict[str, str], models: list[str],
                         linestyle="none"), f"model {m}") for m in models]
     handles += [(Line2D([], [], color="grey", linestyle=BACKEND_STYLES.get(b, "-.")),
                  f"backend {b}") for b in backends]
-    handles += [(Line2D([], [], color="grey", marker="o", markerfacecolor="white",
-                        linestyle="none"), "hollow: stopped on the budget (§)"),
-                (Line2D([], [], marker="o", markersize=11, markerfacecolor="none",
-                        markeredgecolor="red", linestyle="none"),
-                 "red ring: contended or concurrent (†/‡)")]
+    handles.append((Line2D([], [], color="grey", marker="o", markerfacecolor="white",
+                           linestyle="none"), hollow))
+    if ring is not None:
+        handles.append((Line2D([], [], marker="o", markersize=11, markerfacecolor="none",
+                               markeredgecolor="red", linestyle="none"), ring))
     return handles
 
 
@@ -170,7 +172,7 @@ def _throughput_figure(figure_class, frame: pd.DataFrame):
         axes.set_ylabel(f"samples/s (best precision and {COMPILED} setting; 99% interval)")
         axes.set_title(title)
         axes.grid(True, which="both", alpha=0.3)
-    _legend_outside(figure, [], _key_handles(
+    _legend_below(figure, _key_handles(
         sorted(colors), colors, sorted({line["model"] for line in every},
                                        key=lambda m: order("model", m)),
         sorted({line["backend"] for line in every}, key=lambda b: order("backend", b))))
@@ -219,21 +221,15 @@ def _speedup_figure(figure_class, frame: pd.DataFrame):
         axes.set_ylabel("speedup in samples/s (log; above 1 = faster)")
         axes.set_title(title)
         axes.grid(True, axis="y", which="both", alpha=0.3)
-    _legend_outside(figure, [], _key_handles(labels, colors, sorted(
-        set(pairs["model"]), key=lambda m: order("model", m)))[:-2] + [
-        (_hollow_handle(), "hollow: a row stopped on the budget, contended or concurrent")])
+    _legend_below(figure, _key_handles(
+        labels, colors, sorted(set(pairs["model"]), key=lambda m: order("model", m)),
+        hollow="hollow: a row stopped on the budget, contended or concurrent", ring=None))
     figure.suptitle(f"Mixed precision over fp32, {COMPILED} on over off: a point per pair of "
                     f"cases (same machine/device, model, batch, backend), 99% interval")
     return figure
 
 
 SHORT_COMPARISON = {COMPILED_VS_NOT: "XLA / compile on/off"}
-
-
-def _hollow_handle():
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="none")
 
 
 def _tta_figure(figure_class, frame: pd.DataFrame):
