@@ -22,7 +22,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# NNNN_<YYYYmmdd-HHMMSS>.json, as bench.store.results names them.
+# <run id>.json (<YYYYmmdd-HHMMSS>_<commit or nocommit>_<8 hex>), as bench.store.results
+# names them, or the older NNNN_<YYYYmmdd-HHMMSS>.json.
+RUN_ID_NAME = re.compile(r"^\d{8}-\d{6}_([0-9a-f]{7}|nocommit)_[0-9a-f]{8}\.json$")
 RESULT_NAME = re.compile(r"^(\d{4,})_(?P<stamp>.+)\.json$")
 
 
@@ -34,7 +36,7 @@ def find_results(folder: Path) -> list[tuple[Path, Path]]:
     """
     found = []
     for path in sorted(folder.rglob("*.json")):
-        if not RESULT_NAME.match(path.name):
+        if not (RUN_ID_NAME.match(path.name) or RESULT_NAME.match(path.name)):
             continue  # summary.json and the like
         parts = path.relative_to(folder).parts
         if "results" not in parts[:-1]:
@@ -67,11 +69,19 @@ def collect(source: Path, results: Path, dry_run: bool = False) -> list[Path]:
         if same:
             print(f"already there: {path.name} as {same}")
             continue
-        stamp = RESULT_NAME.match(path.name)["stamp"]
-        number = next_number(target_folder) if target_folder.is_dir() else 1
-        if dry_run:  # nothing was written: count what this run would have added
-            number += sum(1 for p in added if p.parent == target_folder)
-        target = target_folder / f"{number:04d}_{stamp}.json"
+        if RUN_ID_NAME.match(path.name):  # a run id is unique: it keeps its name
+            target = target_folder / path.name
+            if target.exists():
+                print(f"error: {target} exists with other content; {path} not copied",
+                      file=sys.stderr)
+                continue
+        else:  # the older counter: the next number of the target folder
+            stamp = RESULT_NAME.match(path.name)["stamp"]
+            number = next_number(target_folder) if target_folder.is_dir() else 1
+            if dry_run:  # nothing was written: count what this run would have added
+                number += sum(1 for p in added if p.parent == target_folder
+                              and RESULT_NAME.match(p.name))
+            target = target_folder / f"{number:04d}_{stamp}.json"
         print(f"{'would add' if dry_run else 'added'} {target} (from {path.name})")
         if not dry_run:
             target_folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             source = Path(scratch)
         added = collect(source, args.results, args.dry_run)
         if not find_results(source):
-            print(f"error: no result files (results/<machine id>/NNNN_*.json) in "
+            print(f"error: no result files (results/<machine id>/*.json) in "
                   f"{args.source}", file=sys.stderr)
             return 2
     print(f"{len(added)} result files {'to add' if args.dry_run else 'added'}; "

@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.harness import cases as matrix
 from bench.store import machine, schema
-from bench.store.results import save_run
+from bench.store.results import RUN_ID, save_run
 from fashion_core.backends import DeviceInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,11 +80,15 @@ def test_machine_id_names_the_hardware_and_tells_cpus_apart():
     assert machine.machine_id(gpus, identity="x", cores=16).endswith("-2x-nvidia-h100-80gb-hbm3")
 
 
-def test_results_are_numbered_and_never_overwritten(tmp_path):
-    first = save_run({"benchmarks": [], "n": 1}, tmp_path, "m")
-    second = save_run({"benchmarks": [], "n": 2}, tmp_path, "m")
-    assert first.name.startswith("0001_") and second.name.startswith("0002_")
-    assert json.loads(first.read_text())["n"] == 1
+def test_results_are_named_by_run_id_and_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 1_796_000_000.0)  # one second for all
+    commit = {"commit_info": {"id": "A29468A0e3b0c"}}
+    paths = [save_run({"benchmarks": [], "n": n, **commit}, tmp_path, "m") for n in range(50)]
+    assert len(set(paths)) == 50
+    assert all(RUN_ID.match(p.stem) and p.name.startswith("20261130-") and "_a29468a_" in p.name
+               for p in paths), paths[:3]
+    assert [json.loads(p.read_text())["n"] for p in paths] == list(range(50))
+    assert RUN_ID.match(save_run({"benchmarks": []}, tmp_path, "m").stem)[2] == "nocommit"
     assert not list((tmp_path / "m").glob(".incoming-*"))  # no temporary left behind
 
 
@@ -120,7 +125,7 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     # Synthetic data: saved apart from real results, and said so in the file.
     assert not list(results.glob("*.json")) and not list(results.glob("*/*.json"))
     files = list((results / "synthetic").glob("*/*.json"))
-    assert len(files) == 1 and files[0].name.startswith("0001_")
+    assert len(files) == 1 and RUN_ID.match(files[0].stem)
     run = json.loads(files[0].read_text())
     info = run["machine_info"]["fashion_bench"]
     assert files[0].parent.name == info["machine_id"]

@@ -1,4 +1,4 @@
-"""Load result files (``results/<machine_id>/NNNN_<date>.json``, only read) into one frame.
+"""Load result files (``results/<machine_id>/<run id>.json``, only read) into one frame.
 
 :attr:`ResultSet.benchmarks`, the long form that the tables, the CSV and the plots read,
 has a row per benchmark per run: the :class:`bench.store.schema.Row` fields with the schema's

@@ -4,11 +4,11 @@ A bench session appends one JSON line per finished case (passed or failed) to
 ``<results>/<machine_id>/.journal-<stamp>-<pid>.jsonl``, flushed and fsynced at once. The
 name does not end in ``.json``, so the report never reads a journal as a result.
 
-- At the end of a session the numbered result file is written as always
+- At the end of a session the result file is written as always
   (:func:`bench.store.results.save_run`) and the journal is deleted.
 - If the process dies (``kill -9``, out of memory, a CI timeout), the journal stays. The
   next bench session and ``python -m bench.report`` call :func:`recover_orphans`: a journal
-  whose process is gone is published as a normal numbered result file with
+  whose process is gone is published as a normal result file with
   ``fashion_bench_status: "incomplete"`` and every case it had finished, then deleted.
 
 A journal is claimed by renaming it before it is published, so two recoverers running at
@@ -110,7 +110,7 @@ class Journal:
                      "gflops": gflops})
 
     def close(self, delete: bool) -> None:
-        """Close the file; delete it once the numbered result file holds its content."""
+        """Close the file; delete it once the result file holds its content."""
         if not self._file.closed:
             self._file.close()
         if delete:

@@ -1,8 +1,14 @@
-"""Result files: one pytest-benchmark JSON file a run, numbered, never overwritten.
+"""Result files: one pytest-benchmark JSON file a run, named by its run id, never overwritten.
 
-Layout: ``<root>/<machine_id>/NNNN_<YYYYmmdd-HHMMSS>.json``. A file is written to a
+Layout: ``<root>/<machine_id>/<run id>.json``, the run id being
+``<YYYYmmdd-HHMMSS>_<commit, 7 digits, or "nocommit">_<8 random hex digits>`` (UTC):
+sorted by name, a machine's files are in the order they were written, and two runs
+writing into one folder at once (shards, ``--bench-allow-concurrent``, CI legs sharing a
+cache) never take one name (32 random bits; on the rare clash a new random part is
+drawn). Files named by the older per-folder counter (``NNNN_<YYYYmmdd-HHMMSS>.json``) are
+read alike. A file is written to a
 temporary name first and then linked to its final name, which fails rather than replace
-a file that is already there; the next number is tried instead. Where the filesystem has
+a file that is already there. Where the filesystem has
 no hard links, the final name is created exclusively (``open(..., "x")``) instead: it
 too fails rather than replace a file. The format is
 pytest-benchmark's own, so ``pytest-benchmark compare FILE...`` reads these files too.
@@ -14,6 +20,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -21,13 +28,16 @@ from pathlib import Path
 
 from bench.store import schema
 
-_NUMBERED = re.compile(r"^(\d{4,})_.*\.json$")
+#: A run id: UTC time, the commit measured (7 digits) or "nocommit", a random part.
+RUN_ID = re.compile(r"^(\d{8}-\d{6})_([0-9a-f]{7}|nocommit)_([0-9a-f]{8})$")
 
 
-def next_number(folder: Path) -> int:
-    numbers = [int(m.group(1)) for p in folder.glob("*.json")
-               if (m := _NUMBERED.match(p.name))]
-    return max(numbers, default=0) + 1
+def new_run_id(commit: str | None = None, when: float | None = None) -> str:
+    """A fresh run id: ``<YYYYmmdd-HHMMSS>_<commit[:7] or nocommit>_<8 random hex>``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if when is None else when))
+    part = commit[:7].lower() if commit and re.fullmatch(r"[0-9a-fA-F]{7,}", commit) \
+        else "nocommit"
+    return f"{stamp}_{part}_{secrets.token_hex(4)}"
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
@@ -51,7 +61,8 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
-    """Write ``output`` under ``root/machine_id/`` with the next free number; return the path."""
+    """Write ``output`` under ``root/machine_id/<run id>.json`` (:func:`new_run_id`, the
+    commit taken from ``output["commit_info"]``); return the path."""
     folder = Path(root) / machine_id
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".tmp")
@@ -64,15 +75,16 @@ def save_run(output: dict, root: Path | str, machine_id: str) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        for _ in range(1000):
-            final = folder / f"{next_number(folder):04d}_{stamp}.json"
+        commit = output.get("commit_info") if isinstance(output.get("commit_info"), dict) else {}
+        now = time.time()
+        for _ in range(100):
+            final = folder / f"{new_run_id(str(commit.get('id') or ''), now)}.json"
             try:
                 _publish(Path(tmp), final)
                 return final
             except FileExistsError:
-                continue  # another run took this number meanwhile
-        raise RuntimeError(f"could not find a free result number in {folder}")
+                continue  # 1 in 4 billion: draw another random part
+        raise RuntimeError(f"could not find a free run id in {folder}")
     finally:
         Path(tmp).unlink(missing_ok=True)
 
