@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -11,6 +12,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # timing off. The worker itself keeps its identity in its config, not in these.
 for _name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
     del os.environ[_name]
+
+# The report's results index (bench.report.index) of this test process: its own, never the
+# user's cache, and one per xdist worker (one process writes an index at a time).
+os.environ["FASHION_BENCH_INDEX"] = os.path.join(tempfile.mkdtemp(prefix="fashion-bench-index-"),
+                                                 "results.duckdb")
 
 import pytest
 

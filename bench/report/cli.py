@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.report.compare import ALPHA, OVERALL_ALPHA, parse_threshold
 from bench.report.gate import run_gate
 from bench.report.history import WINDOW
+from bench.report.index import INDEX_ENV, IndexUnavailable, ResultsIndex
 from bench.report.loader import WarningLog
 from bench.report.modes import (
     EXIT_BAD_INPUT,
@@ -29,6 +30,7 @@ from bench.report.modes import (
     make_history,
     make_report,
     recover_journals,
+    update_index,
 )
 from bench.report.verdicts import DEFAULT_THRESHOLD
 
@@ -195,7 +197,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-missing", action="store_true",
         help="with --compare: a case of OLD that NEW lacks, or that failed in NEW, is listed "
              "but does not fail the gate (e.g. NEW ran a subset of the matrix)")
+    parser.add_argument(
+        "--index", type=Path, default=None, metavar="PATH",
+        help="the results index to read through (an embedded DuckDB file: each new or "
+             "changed result file is read once; the report is the same as from the files). "
+             f"Default: ${INDEX_ENV}, else $XDG_CACHE_HOME/fashion-bench/results.duckdb "
+             "(outside any checkout). Deleting it only costs a rebuild.")
+    parser.add_argument(
+        "--no-index", action="store_true",
+        help="read every result file, without the index (slower over thousands of runs)")
+    parser.add_argument(
+        "--index-only", action="store_true",
+        help="bring the index up to date with PATHS and stop: no report (e.g. after "
+             "copying in many result files, or in CI before several reports)")
     return parser
+
+
+def open_index(args) -> ResultsIndex | None:
+    """The results index the options ask for, or None (``--no-index``, or it cannot be
+    used now: one ``note:`` line says why, and the files are read instead)."""
+    if args.no_index:
+        return None
+    try:
+        return ResultsIndex(args.index)
+    except IndexUnavailable as error:
+        print(f"note: not using the results index: {error}; reading the files",
+              file=sys.stderr)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,26 +238,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--fail-slower only applies with --compare OLD NEW or --history")
     if args.allow_missing and not args.compare:
         parser.error("--allow-missing only applies with --compare OLD NEW")
+    if args.no_index and (args.index or args.index_only):
+        parser.error("--no-index cannot be combined with --index or --index-only")
+    if args.index_only and (args.compare or args.history):
+        parser.error("--index-only updates the index from PATHS; not with --compare or "
+                     "--history")
     log = WarningLog()
     threshold = DEFAULT_FAIL_SLOWER if args.fail_slower is None else args.fail_slower
-    if args.history:
-        status = make_history(args.paths or [DEFAULT_RESULTS], args.out, threshold,
-                              not args.no_plots, log, args.include_synthetic)
-    elif args.compare:
-        recover_journals(args.compare)
-        text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
-                                allow_missing=args.allow_missing, strict=args.strict,
-                                include_synthetic=args.include_synthetic)
-        if status == EXIT_BAD_INPUT:
-            print(text, end="", file=sys.stderr)
-            return status
-        print(text, end="")
-    else:
-        status = make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
-                             args.all_runs, not args.no_plots, log, args.include_synthetic,
-                             args.strict, args.threshold, not args.no_html)
+    index = open_index(args)
+    try:
+        status = _run(args, log, threshold, index)
+    finally:
+        if index is not None:
+            index.close()
     if args.strict and log.messages:
         print(f"--strict: {len(log.messages)} warning(s); exit status {EXIT_BAD_INPUT}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
     return status
+
+
+def _run(args, log: WarningLog, threshold: float, index: ResultsIndex | None) -> int:
+    """The mode the options chose; its exit status."""
+    if args.index_only:
+        return update_index(args.paths or [DEFAULT_RESULTS], index)
+    if args.history:
+        return make_history(args.paths or [DEFAULT_RESULTS], args.out, threshold,
+                            not args.no_plots, log, args.include_synthetic, index)
+    elif args.compare:
+        recover_journals(args.compare)
+        text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
+                                allow_missing=args.allow_missing, strict=args.strict,
+                                include_synthetic=args.include_synthetic, index=index)
+        print(text, end="", file=sys.stderr if status == EXIT_BAD_INPUT else sys.stdout)
+        return status
+    return make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
+                       args.all_runs, not args.no_plots, log, args.include_synthetic,
+                       args.strict, args.threshold, not args.no_html, index)

@@ -200,7 +200,8 @@ def side_notes(side: str, results: ResultSet) -> list[str]:
 
 def run_gate(old_paths: Sequence[str | Path], new_paths: Sequence[str | Path], threshold: float,
              log: WarningLog, allow_missing: bool = False, strict: bool = False,
-             include_synthetic: bool = False, alpha: float = ALPHA) -> tuple[str, int]:
+             include_synthetic: bool = False, alpha: float = ALPHA,
+             index: object = None) -> tuple[str, int]:
     """Load both sides, compare and render; returns ``(text, exit status)``.
 
     Exit status 0 pass, 1 fail (see :func:`gate_exit_status`), 2 when a side names
@@ -210,8 +211,8 @@ def run_gate(old_paths: Sequence[str | Path], new_paths: Sequence[str | Path], t
     try:
         _check_exists("OLD", old_paths)
         _check_exists("NEW", new_paths)
-        old = load_results(old_paths, log, include_synthetic)
-        new = load_results(new_paths, log, include_synthetic)
+        old = load_results(old_paths, log, include_synthetic, index)
+        new = load_results(new_paths, log, include_synthetic, index)
         _check_results("OLD", old_paths, old)
         _check_results("NEW", new_paths, new)
         old_machines, new_machines = set(old.benchmarks["machine_id"]), set(

@@ -227,16 +227,15 @@ RUN_STATUS_TEXT = {"complete": "complete", "interrupted": "interrupted (Ctrl-C)"
 
 
 def _run_record(run: Run) -> dict:
-    rows = [b["extra_info"] for b in run.benchmarks]
-    spoiled = sum(map(is_spoiled, rows)) if any("contended" in e for e in rows) else NO_VALUE
+    spoiled = NO_VALUE if run.spoiled is None else run.spoiled
     return {"run": run.path.name, "machine": run.machine_id,
             "date": f"{run.datetime:%Y-%m-%d %H:%M}",
             "backend": run.machine.get("backend") or NO_VALUE, "data": run.data,
             "status": RUN_STATUS_TEXT.get(run.status, run.status),
             "group": (run.run_group or NO_VALUE) + (f" ({run.repeat})" if run.repeat else ""),
-            "cases": len(rows), "failures": len(run.failures), "plan": _plan_text(run),
+            "cases": run.cases, "failures": len(run.failures), "plan": _plan_text(run),
             # A session beside another one held no lock: every row of it is concurrent.
-            "spoiled": len(rows) if run.machine.get("concurrent") is True else spoiled}
+            "spoiled": run.cases if run.machine.get("concurrent") is True else spoiled}
 
 
 def _plan_text(run: Run) -> str:

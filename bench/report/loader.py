@@ -10,6 +10,7 @@ each skipped file is one warning line naming it (:class:`WarningLog`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from collections.abc import Iterable
@@ -61,7 +62,7 @@ class Run:
     machine_id: str
     datetime: pd.Timestamp
     machine: dict
-    benchmarks: list[dict]
+    cases: int  # benchmarks that ran and passed (each a row of the long form)
     failures: list[dict]
     status: str = "complete"
     data: str = schema.REAL_DATA
@@ -70,6 +71,8 @@ class Run:
     commit: str | None = None
     commit_time: pd.Timestamp | None = None
     not_run: list[dict] = dataclasses.field(default_factory=list)  # left out (schema 3)
+    #: Rows timed while others took the machine; None where the run measured no contention.
+    spoiled: int | None = None
 
     @property
     def plan(self) -> dict | None:
@@ -117,10 +120,19 @@ def _timestamp(value: object) -> pd.Timestamp | None:
 
 def read_run(path: Path, log: WarningLog) -> Run | None:
     """Read and validate one result file; on any problem warn once and return None."""
+    run, _, warnings = parse_file(path)
+    for message in warnings:
+        log.warn(path, message)
+    return run
+
+
+def parse_file(path: Path) -> tuple[Run | None, list[dict], list[str]]:
+    """One result file: its :class:`Run` (None where it is not one), its long-form rows
+    (:func:`benchmark_row`) and the warnings it gives, each ending in what was done."""
     try:
         document = read_result(path)
     except ResultFileError as error:
-        return log.warn(path, str(error))
+        return None, [], [str(error)]
     machine = document["machine_info"]["fashion_bench"]
     failures = [{key: "" if f.get(key) is None else str(f[key])
                  for key in ("suite", "case", "name", "error")}
@@ -136,10 +148,10 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
                 for key in ("suite", "case", "reason")}
                for n in document.get("fashion_bench_not_run", [])]
     if not benchmarks and not failures and not not_run:
-        return log.warn(path, "holds no benchmarks and no failures; skipped")
-    if not benchmarks and failures:
-        log.warn(path, f"every case failed ({len(failures)} failure"
-                       f"{'s' if len(failures) != 1 else ''}; listed in the report)")
+        return None, [], ["holds no benchmarks and no failures; skipped"]
+    warnings = [f"every case failed ({len(failures)} failure"
+                f"{'s' if len(failures) != 1 else ''}; listed in the report)"] \
+        if not benchmarks and failures else []
     # The run's time: its datetime, else the stamp in the file's name, else the file's mtime.
     stamp = re.search(r"(\d{8})-(\d{6})", path.name)
     when = _timestamp(document.get("datetime")) or (
@@ -147,15 +159,23 @@ def read_run(path: Path, log: WarningLog) -> Run | None:
         path.stat().st_mtime, unit="s", tz="UTC")
     commit = document.get("commit_info") if isinstance(document.get("commit_info"), dict) else {}
     repeat = machine.get("repeat")
-    return Run(path, machine["machine_id"], when, machine, benchmarks, failures,
-               document.get("fashion_bench_status", "complete"),
-               machine.get("data") or schema.REAL_DATA,
-               str(machine["run_group"]) if machine.get("run_group") else None,
-               f"{repeat[0]}/{repeat[1]}" if isinstance(repeat, list) and len(repeat) == 2
-               else None, str(commit["id"]) + "+" * bool(commit.get("dirty"))
-               if commit.get("id") else None,
-               _timestamp(commit.get("time")) or _timestamp(commit.get("author_time")) or when,
-               not_run)
+    extras = [b["extra_info"] for b in benchmarks]
+    spoiled = sum(map(_spoiled, extras)) if any("contended" in e for e in extras) else None
+    run = Run(path, machine["machine_id"], when, machine, len(benchmarks), failures,
+              document.get("fashion_bench_status", "complete"),
+              machine.get("data") or schema.REAL_DATA,
+              str(machine["run_group"]) if machine.get("run_group") else None,
+              f"{repeat[0]}/{repeat[1]}" if isinstance(repeat, list) and len(repeat) == 2
+              else None, str(commit["id"]) + "+" * bool(commit.get("dirty"))
+              if commit.get("id") else None,
+              _timestamp(commit.get("time")) or _timestamp(commit.get("author_time")) or when,
+              not_run, spoiled)
+    return run, [benchmark_row(run, b) for b in benchmarks], warnings
+
+
+def _spoiled(extra: dict) -> bool:
+    """Timed while other processes took the machine (the report's † and ‡)."""
+    return extra.get("contended") is True or extra.get("concurrent") is True
 
 
 def calibration(machine: dict) -> dict[str, float]:
@@ -185,7 +205,7 @@ def best_calibration(runs: Iterable[Run]) -> dict[str, dict[str, dict[str, float
     return best
 
 
-def _benchmark_row(run: Run, benchmark: dict) -> dict:
+def benchmark_row(run: Run, benchmark: dict) -> dict:
     """One long-form row: the row fields, the run's, the statistics and the raw rounds."""
     extra, stats = benchmark["extra_info"], benchmark["stats"]
     row = {**extra, **{column: stats[column] if isinstance(stats.get(column), (int, float))
@@ -225,23 +245,45 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_results(paths: Iterable[str | Path], log: WarningLog,
-                 include_synthetic: bool = False) -> ResultSet:
+                 include_synthetic: bool = False, index: object = None) -> ResultSet:
     """Every valid result file under ``paths`` (files or folders), as a :class:`ResultSet`.
 
     Runs on synthetic data are counted, not loaded, unless ``include_synthetic``.
+    ``index``: a :class:`bench.report.index.ResultsIndex` to read through (each new or
+    changed file is parsed once, into the index); None reads every file. Either way the
+    result is the same, down to the order of rows and warnings.
     """
-    found = [run for path in find_result_files(paths, log)
-             if (run := read_run(path, log)) is not None]
+    paths = [Path(p) for p in paths]
+    files = find_result_files(paths, log)
+    if index is not None:
+        parsed = index.runs(files, roots=[p for p in paths if p.is_dir()])
+    else:
+        parsed = []
+        frames: dict[Path, list[dict]] = {}
+        for path in files:
+            run, rows, warnings = parse_file(path)
+            parsed.append((path, run, warnings))
+            frames[path] = rows
+    found = []
+    for path, run, warnings in parsed:
+        for message in warnings:
+            log.warn(path, message)
+        if run is not None:
+            found.append(run)
     runs = [run for run in found if include_synthetic or run.data != schema.SYNTHETIC_DATA]
     failures = pd.DataFrame(
         [{"machine_id": run.machine_id, "run": run.path.name, "run_file": str(run.path),
           "run_datetime": run.datetime, **failure} for run in runs for failure in run.failures],
         columns=FAILURE_COLUMNS)
-    rows = [_benchmark_row(run, b) for run in runs for b in run.benchmarks]
-    if not rows:
+    if index is not None:
+        frame = index.rows([run.path for run in runs])
+    else:
+        rows = [row for run in runs for row in frames[run.path]]
+        frame = typed(pd.DataFrame(rows)) if rows else pd.DataFrame()
+    if frame.empty:
         return ResultSet(pd.DataFrame(columns=LEADING_COLUMNS + ["raw_rounds"]), failures,
                          runs, len(found) - len(runs))
-    frame = typed(pd.DataFrame(rows))
+    frame = canonical(frame)
     # The share of peak: gflops over the best calibration of the row's device and dtype on
     # its machine (none of that dtype: no share, never a share of the float32 figure).
     best = best_calibration(runs)
@@ -254,3 +296,33 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
     return ResultSet(frame.sort_values(["machine_id", "run_datetime", "run", "suite", "case"],
                                        kind="stable").reset_index(drop=True),
                      failures, runs, len(found) - len(runs))
+
+
+#: Columns holding a list of numbers per row (absent: an empty list for raw rounds).
+LIST_COLUMNS = ("raw_rounds", "canary_seconds")
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """The long form's one representation, whether rows came from files or the index:
+    the schema's types (:func:`typed`); lists as Python lists of floats (None where a row
+    has none, raw rounds excepted); timestamps in UTC at microseconds; text columns as
+    text (NaN where absent)."""
+    frame = typed(frame.copy())
+    for column in LIST_COLUMNS:
+        if column in frame:
+            frame[column] = [[float(x) for x in value] if _is_list(value)
+                             else ([] if column == "raw_rounds" else None)
+                             for value in frame[column]]
+    for column in ("run_datetime",):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    for column in frame:
+        if frame[column].dtype == object and column not in LIST_COLUMNS and \
+                frame[column].map(lambda v: v is None or isinstance(v, str)
+                                  or (isinstance(v, float) and math.isnan(v))).all():
+            frame[column] = frame[column].astype("str")
+    return frame
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))

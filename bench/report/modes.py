@@ -10,6 +10,7 @@ machine's steps over commits and draws its history. Both return the exit status;
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 from bench.report import lists, tables
 from bench.report.compare import run_spread
 from bench.report.history import find_steps, history_frame, render_history
+from bench.report.index import ResultsIndex
 from bench.report.loader import ResultSet, WarningLog, load_results
 from bench.report.page import write_page
 from bench.report.plots import write_history_plots, write_plots
@@ -27,6 +29,7 @@ from bench.report.text import escape
 from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, summarize
 from bench.store.atomic import write_atomic
 from bench.store.journal import recover_orphans
+from bench.store.results import result_files
 
 REPORT_MD = "REPORT.md"
 REPORT_CSV = "report.csv"
@@ -58,11 +61,11 @@ def report_notes(results: ResultSet) -> list[str]:
     for run in results.runs:
         if run.status == "incomplete":
             notes.append(f"run `{run.path.name}` of `{run.machine_id}` is incomplete: its "
-                         f"process died and the {len(run.benchmarks)} case(s) it finished "
+                         f"process died and the {run.cases} case(s) it finished "
                          f"were recovered from its journal (see Runs).")
         elif run.status == "interrupted":
             notes.append(f"run `{run.path.name}` of `{run.machine_id}` was interrupted "
-                         f"(Ctrl-C): it holds the {len(run.benchmarks)} case(s) finished "
+                         f"(Ctrl-C): it holds the {run.cases} case(s) finished "
                          f"before (see Runs).")
     return notes
 
@@ -156,10 +159,12 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
 def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: str | None,
                 all_runs: bool, draw_plots: bool, log: WarningLog,
                 include_synthetic: bool = False, strict: bool = False,
-                threshold: float = DEFAULT_THRESHOLD, html: bool = True) -> int:
-    """Report mode: load, print the report, write the outputs; returns the exit status."""
+                threshold: float = DEFAULT_THRESHOLD, html: bool = True,
+                index: ResultsIndex | None = None) -> int:
+    """Report mode: load, print the report, write the outputs; returns the exit status.
+    ``index``: the results index to read through (None: the files)."""
     recover_journals(paths)
-    results = load_results(paths, log, include_synthetic)
+    results = load_results(paths, log, include_synthetic, index)
     notes = report_notes(results)
     if results.empty:
         for note in notes:
@@ -201,10 +206,11 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
 
 
 def make_history(paths: Sequence[str | Path], out_dir: Path, threshold: float,
-                 draw_plots: bool, log: WarningLog, include_synthetic: bool = False) -> int:
+                 draw_plots: bool, log: WarningLog, include_synthetic: bool = False,
+                 index: ResultsIndex | None = None) -> int:
     """History mode: print the commits and steps of each machine, draw its history."""
     recover_journals(paths)
-    history = history_frame(load_results(paths, log, include_synthetic))
+    history = history_frame(load_results(paths, log, include_synthetic, index))
     if history.empty:
         print("no results to draw a history of; nothing written", file=sys.stderr)
         return EXIT_OK
@@ -218,4 +224,21 @@ def make_history(paths: Sequence[str | Path], out_dir: Path, threshold: float,
         return EXIT_BAD_INPUT
     if written:
         print("wrote " + ", ".join(str(path) for path in written))
+    return EXIT_OK
+
+
+def update_index(paths: Sequence[str | Path], index: ResultsIndex | None) -> int:
+    """``--index-only``: bring the index up to date with ``paths``; say what changed."""
+    if index is None:
+        print("error: no results index to update (see the note above)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    recover_journals(paths)
+    paths = [Path(p) for p in paths]
+    started = time.monotonic()
+    counts = index.update(result_files(paths), [p for p in paths if p.is_dir()])
+    held = index.stats()
+    print(f"index {index.path}: {counts['added']} added, {counts['changed']} changed, "
+          f"{counts['removed']} removed, {counts['unchanged']} unchanged in "
+          f"{time.monotonic() - started:.1f} s; it holds {held['files']} files, "
+          f"{held['rows']} rows, {held['bytes'] / 2**20:.1f} MiB")
     return EXIT_OK
