@@ -50,7 +50,8 @@ machine block) under PATHS, searched recursively for *.json, and:
     amd-epyc-2c/cpu, cells the median with its spread ("276k/s ±2.0%": ± is the
     interquartile range of the rounds as % of the median), then speedup columns
     relative to one machine/device (--relative-to);
-  * writes REPORT.md, report.csv (one row per benchmark per run) and the plots
+  * writes REPORT.md, report.csv (every row of the newest run of each case per
+    machine, with its raw rounds; --all-runs: of every run) and the plots
     throughput_vs_batch.png, speedup_precision_xla.png and time_to_accuracy.png
     and REPORT.html (interactive, self-contained, opens offline) into --out.
     Files are replaced atomically; result JSON files are never written.

@@ -214,20 +214,26 @@ def run_spread(frame: pd.DataFrame) -> pd.DataFrame:
     interval each run reached on its own (``ci_halfwidth``, schema 3; NaN before), so the
     precision one run claims stands beside what separate runs show.
     """
+    columns = ["machine_id", "suite", "case", "label", "runs", "fastest", "median", "slowest",
+               "spread", "within"]
     usable = frame[~spoiled_mask(frame)] if not frame.empty else frame
-    labels = {tuple(row[:3]): row[3] for row in usable[CASE_KEY + ["label"]].to_numpy()} \
-        if not usable.empty else {}
-    within: dict[tuple, float] = {}
-    if not usable.empty and "ci_halfwidth" in usable:
-        for key, rows in usable.groupby(CASE_KEY)["ci_halfwidth"]:
-            values = rows.dropna()
-            within[tuple(key)] = float(values.median()) if len(values) else math.nan
-    rows = [[*key, labels[key], len(runs), min(runs), statistics.median(runs), max(runs),
-             _spread(runs), within.get(tuple(key), math.nan)] for key, runs in sorted(
-                 (key, list(by_run.values())) for key, by_run in _run_medians(usable).items())
-            if len(runs) >= 2]
-    return pd.DataFrame(rows, columns=["machine_id", "suite", "case", "label", "runs",
-                                       "fastest", "median", "slowest", "spread", "within"])
+    if usable.empty:
+        return pd.DataFrame(columns=columns)
+    median = pd.to_numeric(usable["median"], errors="coerce")
+    # One median per run (the last row of a run, as the gate reads them), positive only.
+    timed = usable[median > 0].assign(median=median[median > 0]) \
+        .drop_duplicates(CASE_KEY + ["run_file"], keep="last")
+    by_case = timed.groupby(CASE_KEY, sort=True)["median"]
+    table = pd.DataFrame({"runs": by_case.size(), "fastest": by_case.min(),
+                          "median": by_case.median(), "slowest": by_case.max()})
+    table = table[table["runs"] >= 2].copy()
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    table["spread"] = table["slowest"] / table["fastest"] - 1.0
+    table["label"] = usable.groupby(CASE_KEY, sort=True)["label"].last().reindex(table.index)
+    table["within"] = usable.groupby(CASE_KEY, sort=True)["ci_halfwidth"].median() \
+        .reindex(table.index) if "ci_halfwidth" in usable else math.nan
+    return table.reset_index()[columns].astype({"runs": int})
 
 
 def _row(status: str, key: tuple, old: Sequence[float] = (), new: Sequence[float] = (),

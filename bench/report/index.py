@@ -68,8 +68,7 @@ class IndexUnavailable(RuntimeError):
 
 
 def _run_to_json(run: loader.Run) -> str:
-    fields = dataclasses.asdict(run)
-    fields.pop("path")
+    fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "path"}
     for key in ("datetime", "commit_time"):
         fields[key] = None if fields[key] is None else fields[key].isoformat()
     return json.dumps(fields, default=str)
@@ -163,15 +162,16 @@ class ResultsIndex:
         self.db.execute("CREATE TABLE rows (_path VARCHAR, _row INTEGER)")
 
     # ------------------------------------------------------------------ update
-    def update(self, files: Sequence[Path], roots: Sequence[Path] = ()) -> dict:
-        """Bring the index up to date with ``files``; drop files under ``roots`` (folders
-        read) that are gone. Returns counts: added, changed, removed, unchanged."""
+    def update(self, files: Sequence[tuple[Path, str]], roots: Sequence[Path] = ()) -> dict:
+        """Bring the index up to date with ``files`` ((path, real path) pairs, as
+        :func:`bench.store.results.result_files_with_keys` gives); drop files under
+        ``roots`` (folders read) that are gone. Returns counts: added, changed, removed,
+        unchanged."""
         known = {path: (size, mtime) for path, size, mtime in self.db.execute(
             "SELECT path, size, mtime_ns FROM files").fetchall()}
         stale, fresh = [], []
         seen = set()
-        for path in files:
-            key = str(Path(path).resolve())
+        for path, key in files:
             seen.add(key)
             try:
                 stat = os.stat(key)
@@ -259,29 +259,28 @@ class ResultsIndex:
         self.db.unregister("batch")
 
     # ------------------------------------------------------------------ reading
-    def runs(self, files: Sequence[Path], roots: Sequence[Path] = ()
+    def runs(self, files: Sequence[tuple[Path, str]], roots: Sequence[Path] = ()
              ) -> list[tuple[Path, loader.Run | None, list[str]]]:
-        """Update from ``files``, then (path, run or None, warnings) for each, in order:
-        what :func:`bench.report.loader.parse_file` gives, from the index."""
+        """Update from ``files`` ((path, real path) pairs), then (path, run or None,
+        warnings) for each, in order: what :func:`bench.report.loader.parse_file` gives,
+        from the index."""
         self.update(files, roots)
-        keys = pd.DataFrame({"path": [str(Path(p).resolve()) for p in files],
-                             "ord": range(len(files))})
+        keys = pd.DataFrame({"path": [key for _, key in files], "ord": range(len(files))})
         self.db.register("wanted", keys)
         found = self.db.execute(
             "SELECT w.ord, f.run, f.warnings, f.columns FROM wanted w JOIN files f "
             "ON f.path = w.path ORDER BY w.ord").fetchall()
         self.db.unregister("wanted")
-        self._columns = {}
+        self._columns, self._keys = {}, {}
         result = []
         by_order = {ord_: (run, warnings, columns) for ord_, run, warnings, columns in found}
-        for number, path in enumerate(files):
+        for number, (path, key) in enumerate(files):
             if number not in by_order:  # vanished while being read
-                result.append((Path(path), None, ["cannot be read (gone); skipped"]))
+                result.append((path, None, ["cannot be read (gone); skipped"]))
                 continue
             run, warnings, columns = by_order[number]
-            self._columns[str(Path(path).resolve())] = json.loads(columns)
-            result.append((Path(path), run and _run_from_json(run, Path(path)),
-                           json.loads(warnings)))
+            self._columns[key], self._keys[path] = json.loads(columns), key
+            result.append((path, run and _run_from_json(run, path), json.loads(warnings)))
         return result
 
     def rows(self, paths: Sequence[Path]) -> pd.DataFrame:
@@ -289,7 +288,7 @@ class ResultsIndex:
         order of ``paths`` and of the rows within each file; the columns the files have."""
         if not paths:
             return pd.DataFrame()
-        keys = [str(Path(p).resolve()) for p in paths]
+        keys = [self._keys.get(p) or os.path.realpath(p) for p in paths]
         wanted = pd.DataFrame({"_path": keys, "_ord": range(len(keys)),
                                "run_file": [str(p) for p in paths],
                                "run": [Path(p).name for p in paths]})

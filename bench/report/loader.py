@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.store import schema
-from bench.store.results import ResultFileError, read_result, result_files
+from bench.store.results import ResultFileError, read_result, result_files_with_keys
 
 #: One result per (machine, suite, case) and run; the case id already names the device.
 CASE_KEY = ["machine_id", "suite", "case"]
@@ -96,15 +96,18 @@ class ResultSet:
         return self.benchmarks.empty and self.failures.empty
 
 
-def find_result_files(paths: Iterable[str | Path], log: WarningLog) -> list[Path]:
-    """Files, and folders searched recursively for ``*.json``: each file once, in order;
-    a warning for a folder without any and a path that does not exist."""
-    paths = list(map(Path, paths))
-    for path in paths:
-        if not result_files([path]):
+def find_result_files(paths: Iterable[str | Path], log: WarningLog) -> list[tuple[Path, str]]:
+    """Files, and folders searched recursively for ``*.json``: each file once, in order,
+    with its real path; a warning for a folder without any and a path that does not exist."""
+    found: dict[str, Path] = {}
+    for path in map(Path, paths):
+        files = result_files_with_keys([path])
+        if not files:
             log.warn(path, "no result files (*.json) in this folder" if path.is_dir()
                      else "does not exist")
-    return result_files(paths)
+        for file, key in files:
+            found.setdefault(key, file)
+    return [(file, key) for key, file in found.items()]
 
 
 def _timestamp(value: object) -> pd.Timestamp | None:
@@ -260,7 +263,7 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
     else:
         parsed = []
         frames: dict[Path, list[dict]] = {}
-        for path in files:
+        for path, _ in files:
             run, rows, warnings = parse_file(path)
             parsed.append((path, run, warnings))
             frames[path] = rows
@@ -276,7 +279,7 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
           "run_datetime": run.datetime, **failure} for run in runs for failure in run.failures],
         columns=FAILURE_COLUMNS)
     if index is not None:
-        frame = index.rows([run.path for run in runs])
+        frame = index.rows([run.path for run in runs])  # the index keeps the real paths
     else:
         rows = [row for run in runs for row in frames[run.path]]
         frame = typed(pd.DataFrame(rows)) if rows else pd.DataFrame()
@@ -300,18 +303,21 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
 
 #: Columns holding a list of numbers per row (absent: an empty list for raw rounds).
 LIST_COLUMNS = ("raw_rounds", "canary_seconds")
+_NO_ROUNDS = np.zeros(0)
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """The long form's one representation, whether rows came from files or the index:
-    the schema's types (:func:`typed`); lists as Python lists of floats (None where a row
-    has none, raw rounds excepted); timestamps in UTC at microseconds; text columns as
+    the schema's types (:func:`typed`); lists as numpy arrays of floats (None where a row
+    has none, raw rounds excepted: an empty array); timestamps in UTC at microseconds; text columns as
     text (NaN where absent)."""
     frame = typed(frame.copy())
     for column in LIST_COLUMNS:
         if column in frame:
-            frame[column] = [[float(x) for x in value] if _is_list(value)
-                             else ([] if column == "raw_rounds" else None)
+            frame[column] = [value if isinstance(value, np.ndarray) and value.dtype == float
+                             else np.asarray(value, dtype=float)
+                             if isinstance(value, (list, tuple, np.ndarray))
+                             else (_NO_ROUNDS if column == "raw_rounds" else None)
                              for value in frame[column]]
     for column in ("run_datetime",):
         if column in frame:
@@ -322,7 +328,3 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
                                   or (isinstance(v, float) and math.isnan(v))).all():
             frame[column] = frame[column].astype("str")
     return frame
-
-
-def _is_list(value: object) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray))

@@ -23,13 +23,19 @@ from bench.report.index import ResultsIndex
 from bench.report.loader import ResultSet, WarningLog, load_results
 from bench.report.page import write_page
 from bench.report.plots import write_history_plots, write_plots
-from bench.report.selection import current_failures, select_runs, selection_phrase, spoiled_mask
+from bench.report.selection import (
+    current_failures,
+    select_newest,
+    select_runs,
+    selection_phrase,
+    spoiled_mask,
+)
 from bench.report.summary import summary_rows, summary_section, verdicts_section
 from bench.report.text import escape
 from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, summarize
 from bench.store.atomic import write_atomic
 from bench.store.journal import recover_orphans
-from bench.store.results import result_files
+from bench.store.results import result_files_with_keys
 
 REPORT_MD = "REPORT.md"
 REPORT_CSV = "report.csv"
@@ -71,9 +77,15 @@ def report_notes(results: ResultSet) -> list[str]:
 
 
 def long_form_csv(frame: pd.DataFrame) -> str:
-    """The long-form table as CSV; raw rounds joined into one space-separated field."""
+    """The long-form table as CSV; raw rounds joined into one space-separated field.
+    report.csv holds the newest run's rows of each case per machine (``--all-runs``: every
+    run's): over 20,000 runs every row would be a gigabyte, and the results index holds
+    them all (``docs/report.md``, "The results index")."""
     table = frame.copy()
-    table["raw_rounds"] = [" ".join(repr(float(x)) for x in raw) for raw in frame["raw_rounds"]]
+    table["raw_rounds"] = [" ".join(map(repr, raw.tolist())) for raw in frame["raw_rounds"]]
+    if "canary_seconds" in table:  # as a list prints: [0.0059, 0.0061]
+        table["canary_seconds"] = [None if value is None else repr(value.tolist())
+                                   for value in frame["canary_seconds"]]
     if "run_datetime" in table:
         table["run_datetime"] = [t.isoformat() if not pd.isna(t) else "" for t in
                                  frame["run_datetime"]]
@@ -182,7 +194,8 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     print(report)
     written = []
     try:
-        for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(results.benchmarks))):
+        for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(
+                results.benchmarks if all_runs else select_newest(results.benchmarks)))):
             write_atomic(out_dir / name, content)
             written.append(out_dir / name)
         if draw_plots:
@@ -235,7 +248,7 @@ def update_index(paths: Sequence[str | Path], index: ResultsIndex | None) -> int
     recover_journals(paths)
     paths = [Path(p) for p in paths]
     started = time.monotonic()
-    counts = index.update(result_files(paths), [p for p in paths if p.is_dir()])
+    counts = index.update(result_files_with_keys(paths), [p for p in paths if p.is_dir()])
     held = index.stats()
     print(f"index {index.path}: {counts['added']} added, {counts['changed']} changed, "
           f"{counts['removed']} removed, {counts['unchanged']} unchanged in "

@@ -178,27 +178,65 @@ def speedup_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
     return records
 
 
+#: Commits of a case the page's history shows, the newest (``--history`` draws them all).
+HISTORY_COMMITS = 20
+
+
 def history_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
-    """Each run of a case (x: the commit's time, y: its median time per round, with the
-    99% interval) where its machine/device measured that case at two commits or more;
-    contended and concurrent runs are kept and marked, not left out."""
+    """One point per commit of a case (x: the commit's time, y: the median over its runs
+    of their median time per round) where its machine/device measured that case at two
+    commits or more, the newest :data:`HISTORY_COMMITS` of them. The band: the run's 99%
+    interval where the commit has one run, else its fastest to its slowest run; the
+    provenance (run file, stop reason) is the newest run's. Contended and concurrent runs
+    are kept and marked, not left out. One point per commit, not per run, keeps the page
+    the same size for 20 runs or 20,000."""
     if frame.empty:
         return []
-    rows = frame.assign(_commit=[commits.get(str(f), (None, None))[0] or str(f)
-                                 for f in frame["run_file"]])
-    several = rows.groupby(["label", "suite", "case"])["_commit"].transform("nunique") > 1
+    keys = ["label", "suite", "case", "_commit"]
+    wanted = ["label", "machine_id", "suite", "case", "model", "batch_size", "precision",
+              "backend", "xla", "median", "ci_halfwidth", "run_file", "run_datetime",
+              "stop_reason", "contended", "concurrent"]
+    rows = frame[[c for c in wanted if c in frame]].assign(_commit=[commits.get(str(f), (None, None))[0] or str(f)
+                                 for f in frame["run_file"]],
+                        _when=[commits.get(str(f), (None, None))[1] for f in frame["run_file"]])
+    rows = rows[rows.groupby(keys[:3])["_commit"].transform("nunique") > 1]
+    if rows.empty:
+        return []
+    rows = rows.sort_values(["run_datetime", "run_file"], kind="stable")
+    median = pd.to_numeric(rows["median"], errors="coerce")
+    spoiled = {flag: rows[flag].eq(True).fillna(False).astype(bool) if flag in rows
+               else pd.Series(False, index=rows.index) for flag in ("contended", "concurrent")}
+    grouped = rows.assign(_median=median, **{f"_{k}": v for k, v in spoiled.items()}) \
+        .groupby(keys, sort=False)
+    newest = grouped.tail(1).set_index(keys)
+    figures = pd.DataFrame({"runs": grouped.size(), "middle": grouped["_median"].median(),
+                            "fastest": grouped["_median"].min(),
+                            "slowest": grouped["_median"].max(),
+                            "contended_any": grouped["_contended"].any(),
+                            "concurrent_any": grouped["_concurrent"].any()})
+    newest = newest.join(figures)
+    newest["_time"] = [when or _plain(at) for when, at in zip(newest["_when"],
+                                                              newest["run_datetime"], strict=True)]
+    newest = newest.sort_values("_time", kind="stable")
+    newest = newest.groupby(level=[0, 1, 2], sort=False).tail(HISTORY_COMMITS)
     records = []
-    for row in rows[several].to_dict("records"):
-        low, high = interval(row.get("median"), row.get("ci_halfwidth"), rate=False)
-        short, when = commits.get(str(row["run_file"]), (None, None))
+    for (label, suite, case, commit), row in zip(newest.index, newest.to_dict("records"),
+                                                 strict=True):
+        if row["runs"] == 1:
+            low, high = interval(row["middle"], row.get("ci_halfwidth"), rate=False)
+        else:
+            low, high = _plain(row["fastest"]), _plain(row["slowest"])
+        fields = _case_fields(row, commits)
         records.append({
-            **{column: _plain(row.get(column)) for column in (
-                "label", "machine_id", "suite", "case", "model", "batch_size", "precision",
-                "backend", "median", "ci_halfwidth")},
+            "label": label, "machine_id": _plain(row.get("machine_id")), "suite": suite,
+            "case": case, **{column: _plain(row.get(column)) for column in (
+                "model", "batch_size", "precision", "backend", "ci_halfwidth")},
+            "median": _plain(row["middle"]), "runs": int(row["runs"]),
             "xla": _flag(row.get("xla")), "time_low": low, "time_high": high,
-            "commit_time": when or _plain(row.get("run_datetime")),
-            "run_datetime": _plain(row.get("run_datetime")),
-            **_case_fields(row, commits), "commit": short or "(no commit)"})
+            "commit_time": row["_time"], "run_datetime": _plain(row.get("run_datetime")),
+            **fields, "contended": bool(row["contended_any"]),
+            "concurrent": bool(row["concurrent_any"]),
+            "commit": commits.get(str(row["run_file"]), (None, None))[0] or "(no commit)"})
     return records
 
 
@@ -341,8 +379,10 @@ CHARTS = (
      "Model GFLOP/s over the best matmul measured on the device in the case's dtype. "
      + MARKS, ""),
     ("history", "History of a case across commits",
-     "Median time per round of each run (points, 99% interval) and the median of a "
-     "commit's runs (line), for the cases a machine/device measured at several commits. "
+     "Median time per round over each commit's runs (points; the band: a single run's 99% "
+     "interval, else the fastest to the slowest run), the newest 20 commits of the cases a "
+     "machine/device measured at several commits (python -m bench.report --history draws "
+     "every commit). "
      + MARKS, '<label>case <select id="history-case"></select></label>'),
 )
 

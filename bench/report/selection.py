@@ -51,7 +51,7 @@ def _pool(group: pd.DataFrame) -> dict:
     row = group.iloc[-1].to_dict()
     # A run without raw rounds (an old pytest-benchmark) counts its median as one round.
     data = np.asarray([x for raw, median in zip(group["raw_rounds"], group["median"],
-                                                strict=True) for x in (raw or [median])])
+                                                strict=True) for x in (raw if len(raw) else [median])])
     q1, pooled, q3 = np.percentile(data, [25, 50, 75])
     row.update(median=pooled, q1=q1, q3=q3, iqr=q3 - q1, mean=data.mean(), min=data.min(),
                max=data.max(), stddev=data.std(ddof=1) if len(data) > 1 else 0.0,
@@ -114,5 +114,9 @@ def spoiled_mask(frame: pd.DataFrame) -> pd.Series:
     mask = pd.Series(False, index=frame.index, dtype=bool)
     for flag in SPOILED_FLAGS:
         if flag in frame:
-            mask |= frame[flag].map(lambda v: v is True or v is np.True_).astype(bool)
+            column = frame[flag]
+            if column.dtype == bool or str(column.dtype) == "boolean":  # True, False, NA
+                mask |= column.eq(True).fillna(False).astype(bool)
+            else:
+                mask |= column.map(lambda v: v is True or v is np.True_).astype(bool)
     return mask

@@ -82,7 +82,7 @@ def run_figures(frame: pd.DataFrame) -> pd.DataFrame:
         if "samples_per_second" in usable else pd.Series(float("nan"), index=usable.index)
     median = pd.to_numeric(usable["median"], errors="coerce")
     usable["speed"] = rate.where(rate > 0, 1.0 / median.where(median > 0))
-    usable["setting"] = usable["case"].map(setting_of)
+    usable["setting"] = usable["case"].map({c: setting_of(c) for c in usable["case"].unique()})
     usable = usable[usable["speed"].notna() & (usable["speed"] > 0)]
     keep = ["label", "suite", "setting", "run_file", "speed", *SETTING_FIELDS[1:]]
     return usable[keep].drop_duplicates(["label", "suite", "setting", "run_file"])
@@ -90,11 +90,20 @@ def run_figures(frame: pd.DataFrame) -> pd.DataFrame:
 
 def machine_spread(figures: pd.DataFrame) -> dict[str, tuple[float, int]]:
     """{label: (pooled sd of log figures over its cases with 2+ runs, degrees of freedom)}."""
-    spread = {}
-    for label, rows in figures.groupby("label"):
-        groups = [stats.logs(g["speed"]) for _, g in rows.groupby(["suite", "setting"])]
-        spread[label] = stats.pooled_sd(groups)
-    return spread
+    by_label: dict[str, list[list[float]]] = {}
+    for (label, _, _), speeds in sorted(_case_speeds(figures).items()):
+        by_label.setdefault(label, []).append(stats.logs(speeds))
+    return {label: stats.pooled_sd(groups) for label, groups in sorted(by_label.items())}
+
+
+def _case_speeds(figures: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
+    """{(label, suite, setting): the run figures, in the frame's order}: one pass over
+    plain arrays (a fleet has tens of thousands of cases; pandas' groups cost 1 ms each)."""
+    grouped: dict[tuple[str, str, str], list[float]] = {}
+    for key in zip(figures["label"].to_numpy(), figures["suite"].to_numpy(),
+                   figures["setting"].to_numpy(), figures["speed"].to_numpy(), strict=True):
+        grouped.setdefault(key[:3], []).append(float(key[3]))
+    return grouped
 
 
 def _side(logged: Sequence[float], machine: tuple[float, int]) -> tuple[float, float, str]:
@@ -148,43 +157,61 @@ def machine_verdicts(frame: pd.DataFrame, reference: str | None,
     if reference is None or figures.empty or reference not in set(figures["label"]):
         return pd.DataFrame(columns=[*COLUMNS, "se", "df"])
     spreads = machine_spread(figures)
-    grouped = {key: rows for key, rows in figures.groupby(["label", "suite", "setting"])}
+    grouped = _case_speeds(figures)
+    first = figures.drop_duplicates(["label", "suite", "setting"]).set_index(
+        ["label", "suite", "setting"])[SETTING_FIELDS[1:]]
+    fields = dict(zip(first.index, first.itertuples(index=False, name=None), strict=True))
     rows = []
     for (label, suite, setting), mine in sorted(grouped.items()):
         base = grouped.get((reference, suite, setting))
         if label == reference or base is None:
             continue
-        result = compare_case(list(mine["speed"]), list(base["speed"]),
-                              (spreads[label], spreads[reference]), threshold)
-        first = mine.iloc[0]
+        result = compare_case(mine, base, (spreads[label], spreads[reference]), threshold)
         rows.append({"label": label, "reference": reference, "suite": suite,
-                     "setting": setting, **{f: first[f] for f in SETTING_FIELDS[1:]},
+                     "setting": setting, **dict(zip(SETTING_FIELDS[1:],
+                                                    fields[(label, suite, setting)],
+                                                    strict=True)),
                      "runs": len(mine), "reference_runs": len(base), **result})
     return pd.DataFrame(rows, columns=[*COLUMNS, "se", "df"])
 
 
-def run_scores(figures: pd.DataFrame, label: str, reference: str,
+def run_scores(figures: pd.DataFrame | dict, label: str, reference: str,
                cases: set[tuple[str, str]]) -> tuple[list[float], list[float]]:
     """Each run's mean over ``cases`` (suite, setting) of its log figure less its side's
-    mean for the case: (the label's runs, the reference's runs). The spread of these scores
-    is the run-to-run spread of a whole run, the machine's state of that run included;
-    centring each case on its own side's mean keeps runs that hold different cases
-    comparable."""
+    mean for the case: (the label's runs, the reference's runs), runs in file order. The
+    spread of these scores is the run-to-run spread of a whole run, the machine's state
+    of that run included; centring each case on its own side's mean keeps runs that hold
+    different cases comparable. ``figures``: :func:`run_figures`, or
+    :func:`figures_by_label` of it."""
+    by_label = figures if isinstance(figures, dict) else figures_by_label(figures)
     scores: list[list[float]] = [[], []]
     for side, name in enumerate((label, reference)):
-        rows = figures[figures["label"] == name]
-        rows = rows[[key in cases for key in zip(rows["suite"], rows["setting"], strict=True)]]
-        if rows.empty:
-            continue
-        logged = rows.assign(log=[math.log(x) for x in rows["speed"]])
-        logged["residual"] = logged["log"] - logged.groupby(["suite", "setting"])["log"] \
-            .transform("mean")
-        scores[side] = [float(run["residual"].mean()) for _, run in
-                        logged.groupby("run_file")]
+        chosen = [(case, run, log) for case, run, log in by_label.get(name, ()) if case in cases]
+        logs_of: dict[tuple[str, str], list[float]] = {}
+        for case, _, log in chosen:
+            logs_of.setdefault(case, []).append(log)
+        centre = {case: math.fsum(values) / len(values) for case, values in logs_of.items()}
+        residuals: dict[str, list[float]] = {}
+        for case, run, log in chosen:
+            residuals.setdefault(run, []).append(log - centre[case])
+        scores[side] = [math.fsum(values) / len(values)
+                        for _, values in sorted(residuals.items())]
     return scores[0], scores[1]
 
 
-def _summary_interval(group: pd.DataFrame, figures: pd.DataFrame | None,
+def figures_by_label(figures: pd.DataFrame) -> dict[str, list[tuple[tuple[str, str], str, float]]]:
+    """:func:`run_figures` as ``{label: [((suite, setting), run file, log figure)]}``, made
+    once for every label's summary."""
+    by_label: dict[str, list] = {}
+    for label, suite, setting, run, speed in zip(
+            figures["label"].to_numpy(), figures["suite"].to_numpy(),
+            figures["setting"].to_numpy(), figures["run_file"].to_numpy(),
+            figures["speed"].to_numpy(), strict=True):
+        by_label.setdefault(label, []).append(((suite, setting), str(run), math.log(speed)))
+    return by_label
+
+
+def _summary_interval(group: pd.DataFrame, figures: dict | None,
                       confidence: float) -> tuple[stats.Interval, str]:
     """The geometric mean of a group's case ratios with its interval, and the basis.
 
@@ -218,7 +245,7 @@ def summarize(verdicts: pd.DataFrame, frame: pd.DataFrame | None = None,
     """Per label (and per suite of ``by_suite``): the geometric mean of the case ratios
     with its interval and verdict; columns :data:`SUMMARY_COLUMNS`. ``frame``: the
     benchmarks the verdicts came from, for the whole-run interval."""
-    figures = run_figures(frame) if frame is not None else None
+    figures = figures_by_label(run_figures(frame)) if frame is not None else None
     rows = []
     for label, cases in verdicts.groupby("label", sort=True):
         parts = [(ALL_SUITES, cases)] + [(s, cases[cases["suite"] == s]) for s in by_suite]

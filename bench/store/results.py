@@ -99,15 +99,40 @@ class ResultFileError(ValueError):
 def result_files(paths: Iterable[str | Path]) -> list[Path]:
     """Files, and folders searched recursively for ``*.json``: each file once (by its real
     path), in the order given, a folder's sorted. Missing paths give nothing."""
-    found: dict[Path, Path] = {}
+    return [path for path, _ in result_files_with_keys(paths)]
+
+
+def result_files_with_keys(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """:func:`result_files`, each with its real path (symbolic links resolved) as text:
+    a folder is resolved once and its files joined to it, a link resolved where met, so
+    20,000 files cost 20,000 directory entries, not 20,000 path resolutions."""
+    found: dict[str, Path] = {}
     for path in map(Path, paths):
-        files = sorted(p for p in path.rglob("*.json") if p.is_file()) if path.is_dir() \
-            else [path] if path.is_file() else []
-        for file in files:
-            found.setdefault(file.resolve(), file)
-    return list(found.values())
+        if path.is_dir():
+            files = sorted(_walk(str(path), os.path.realpath(path)),
+                           key=lambda item: item[0].split(os.sep))
+        elif path.is_file():
+            files = [(str(path), os.path.realpath(path))]
+        else:
+            files = []
+        for name, key in files:
+            found.setdefault(key, Path(name))
+    return [(path, key) for key, path in found.items()]
 
 
+def _walk(folder: str, real: str) -> Iterator[tuple[str, str]]:
+    """(path, real path) of every ``*.json`` file under ``folder`` (whose real path is
+    ``real``); a link to a file is resolved, a link to a folder not followed."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path, os.path.join(real, entry.name))
+        elif entry.name.endswith(".json") and entry.is_file():
+            yield entry.path, (os.path.realpath(entry.path) if entry.is_symlink()
+                               else os.path.join(real, entry.name))
 def read_result(path: Path, check: bool = True) -> dict:
     """One result file, checked against the schema (:func:`bench.store.schema.file_problem`;
     ``check=False``: JSON alone, for a harness reading back its own machine's files):

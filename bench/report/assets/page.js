@@ -163,8 +163,9 @@
     const y = { field: "median", type: "quantitative", title: "median time per round (s)",
       scale: { zero: false } };
     const tooltip = [tip("commit", "commit"), tip("case", "case"), tip("label", "machine/device"),
-      tip("median_text", "median time per round"), tip("interval", "99% interval"),
-      tip("run", "run file"), tip("stop", "stop reason"), tip("flags", "contended/concurrent")];
+      tip("median_text", "median time per round"), tip("runs", "runs at this commit"),
+      tip("interval", "band (1 run: 99% interval; more: fastest – slowest)"),
+      tip("run", "newest run file"), tip("stop", "stop reason"), tip("flags", "contended/concurrent")];
     return { data: { values: rows }, width: 760, height: 280, layer: [
       { mark: { type: "text", dy: -6, fontSize: 10, color: "#555" },
         transform: [{ aggregate: [{ op: "count", as: "runs" }], groupby: ["commit", "commit_time"] }],
