@@ -14,6 +14,7 @@ from bench.harness.options import timing
 from bench.harness.session import (
     BACKEND,
     GROUP_ENV,
+    RUN_GROUP_ENV,
     WORKER_JOURNAL_ENV,
     group_of,
     results_root,
@@ -39,6 +40,9 @@ def parametrize(metafunc) -> None:
         models=matrix.parse_list(option("--bench-model")),
         batches=matrix.parse_list(option("--bench-batch"), int),
         precisions=matrix.parse_list(option("--bench-precision")))
+    state.plan_cases = state.plan_cases or list(cases)
+    if state.shard:  # this shard's part of the whole matrix, every suite's cases counted
+        cases = take_shard(metafunc.config, state, cases)
     cases = [c for c in cases if c.suite == suite]
     if os.environ.get(GROUP_ENV):  # a --bench-isolate worker runs one group only
         cases = [c for c in cases if group_of(c) == os.environ[GROUP_ENV]]
@@ -64,6 +68,28 @@ def parametrize(metafunc) -> None:
                        f"step op by op"))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("case", params)
+
+
+def take_shard(config, state, cases: list) -> list:
+    """The cases of ``--bench-shard I/N`` (:mod:`bench.harness.shards`), computed once
+    over the whole matrix (every suite, before a device that is not there is skipped or
+    an isolated worker keeps its group), so every process and machine cuts alike. Sets
+    the run group the shards share."""
+    from bench.harness import shards
+
+    if state.shard_cases is None:
+        index, count = state.shard
+        estimates = shards.shard_estimates(cases, **shard_options(state))
+        state.shard_cases = set(shards.split(estimates, count)[index - 1])
+        state.run_group = state.run_group or os.environ.get(RUN_GROUP_ENV) or \
+            shards.default_run_group(cases, count, config.getoption("--bench-matrix"))
+    return [case for case in cases if case in state.shard_cases]
+
+
+def shard_options(state) -> dict:
+    """The estimate's settings that come from the command line, not the machine."""
+    return dict(round_seconds=state.round_seconds, min_rounds=state.stopping.min_rounds,
+                max_rounds=state.stopping.max_rounds, case_time=state.case_time)
 
 
 def make_plan(config, items) -> None:
@@ -106,9 +132,49 @@ def make_plan(config, items) -> None:
     state.budget = planner.Budget(plan, started=state.started)
 
 
-def show_plan(session) -> None:
-    """Print the plan before the first case."""
+def quiet_for_json(session) -> None:
+    """``--bench-plan --json``: pytest's own lines go nowhere, so stdout is the JSON alone;
+    the terminal's writer is kept to print it (:func:`show_plan`)."""
     state = state_of(session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not getattr(session.config.option, "bench_json", False) or reporter is None:
+        return
+    from _pytest.terminal import TerminalWriter
+
+    state.json_writer = reporter._tw
+    reporter._tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115 (lives with pytest)
+
+
+def plan_json(config, state) -> str:
+    """The plan of ``--bench-plan --json``: every case of the matrix with its machine-free
+    estimate and shard (``--bench-shards N``, else the N of ``--bench-shard``, else 1),
+    each shard's cases and estimate, and this machine's own estimate of what it runs."""
+    import json
+
+    from bench.harness import shards
+
+    count = config.getoption("--bench-shards") or (state.shard[1] if state.shard else 1)
+    estimates = shards.shard_estimates(state.plan_cases, **shard_options(state))
+    document = shards.plan_document(estimates, count, config.getoption("--bench-matrix"))
+    if state.plan is not None:
+        document["this_machine"] = {
+            "cases": len(state.plan.estimates), "estimate_seconds": round(state.plan.total, 1),
+            "left_out": len(state.plan.left_out), "budget_seconds": state.plan.budget,
+            "shard": f"{state.shard[0]}/{state.shard[1]}" if state.shard else None}
+    return json.dumps(document, indent=1)
+
+
+def show_plan(session) -> None:
+    """Print the plan before the first case (``--json``: the plan as JSON, alone)."""
+    state = state_of(session.config)
+    if getattr(session.config.option, "bench_json", False):
+        writer = getattr(state, "json_writer", None)
+        text = plan_json(session.config, state)
+        if writer is not None:
+            writer.write(text + "\n", flush=True)
+        else:
+            print(text, flush=True)
+        return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if state.plan is None or reporter is None:
         return

@@ -97,11 +97,34 @@ def add_options(parser) -> None:
     group.addoption("--bench-plan", action="store_true",
                     help="print the plan (the cases by suite, the estimated time, what a "
                          "--bench-budget leaves out) and run nothing")
+    group.addoption("--bench-shard", type=_shard, default=None, metavar="I/N",
+                    help="run the I-th of N parts of the plan, e.g. 2/4: parts balanced by "
+                         "each case's estimated time (a machine-free estimate, so every "
+                         "machine cuts the matrix alike); the report merges the N result "
+                         "files of one run group into one run (README, \"Shards\")")
+    group.addoption("--bench-shards", type=_positive_int, default=None, metavar="N",
+                    help="with --bench-plan: show the plan cut into N shards (the cases "
+                         "and estimate of each)")
+    group.addoption("--bench-run-group", default=None, metavar="NAME",
+                    help="the run group the result file joins: the shards of one run share "
+                         "it (default for --bench-shard: the CI's or Slurm's job id, "
+                         "GITHUB_RUN_ID-GITHUB_RUN_ATTEMPT, SLURM_ARRAY_JOB_ID or "
+                         "CI_PIPELINE_ID, else the commit and a hash of the plan)")
+    group.addoption("--json", "--bench-json", action="store_true", dest="bench_json",
+                    help="with --bench-plan: print the plan as JSON on stdout and nothing "
+                         "else (the cases, their estimates, the shards: what a CI matrix "
+                         "reads)")
     group.addoption("--bench-allow-concurrent", action="store_true",
                     help="run even while another bench session holds this machine's lock; "
                          "the rows are marked 'concurrent' (their times are not the "
                          "machine's own)")
     progress.add_options(group)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from bench.harness.shards import parse_shard
+
+    return parse_shard(text)
 
 
 def _positive_int(text: str) -> int:

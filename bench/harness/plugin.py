@@ -40,7 +40,8 @@ from bench.harness.session import BACKEND
 #: would take it for a hook).
 __all__ = [
     "BACKEND",
-    "pytest_addoption", "pytest_cmdline_main", "pytest_configure", "pytest_runtestloop",
+    "pytest_addoption", "pytest_cmdline_main", "pytest_configure", "pytest_sessionstart",
+    "pytest_runtestloop",
     "pytest_collection_modifyitems", "pytest_collection_finish", "pytest_generate_tests",
     "pytest_runtest_setup", "pytest_runtest_makereport",
     "pytest_benchmark_update_machine_info", "pytest_sessionfinish", "pytest_terminal_summary",
@@ -60,6 +61,12 @@ def pytest_cmdline_main(config):
 def pytest_configure(config):
     """The session's state, settings, checks and machine, in order (startup.configure)."""
     startup.configure(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """``--bench-plan --json``: before pytest's header, its lines silenced (collect)."""
+    collect.quiet_for_json(session)
 
 
 def pytest_runtestloop(session):

@@ -66,6 +66,11 @@ class BenchState:
         self.plan = None  # bench.harness.plan.Plan, made once the cases are collected
         self.budget = None  # bench.harness.plan.Budget
         self.not_run: list[dict] = []  # {case, suite, reason}
+        # --bench-shard (bench.harness.shards): (I, N), this shard's cases, the run group.
+        self.shard: tuple[int, int] | None = None
+        self.shard_cases: set | None = None
+        self.run_group: str | None = None
+        self.plan_cases: list = []  # every case of the matrix, for --bench-plan --json
         self.case_started: float | None = None  # perf_counter() at the current case's start
         self.case_allowance: float | None = None  # its share of the budget, seconds
         self._canary = None
@@ -222,9 +227,10 @@ def fashion_bench_info(state: BenchState) -> dict:
     info["calibration_gflops_by_dtype"] = state.calibration_by_dtype()
     info["calibration_rounds"] = {d: {t: list(v) for t, v in rates.items()}
                                   for d, rates in state.calibration_rounds.items()}
-    group = os.environ.get(RUN_GROUP_ENV)
+    group = state.run_group or os.environ.get(RUN_GROUP_ENV)
     repeat = os.environ.get(REPEAT_ENV)
     info.update({"data": state.data_source, "run_group": group,
+                 "shard": list(state.shard) if state.shard else None,
                  "repeat": [int(x) for x in repeat.split("/")] if repeat else None,
                  "max_contention": state.max_contention,
                  "concurrent": state.concurrent, "plan": plan_summary(state)})

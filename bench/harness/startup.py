@@ -119,6 +119,28 @@ def _read_settings(config, state: BenchState) -> None:
             and not os.environ.get(TURNS_ENV_FOLDER))
     if config.getoption("--bench-data") == "synthetic":
         state.data_source = "synthetic"
+    _read_shard_settings(config, state)
+
+
+def _read_shard_settings(config, state: BenchState) -> None:
+    """``--bench-shard``, ``--bench-shards``, ``--json`` and ``--bench-run-group``: the
+    combinations that mean something (:mod:`bench.harness.shards`)."""
+    state.shard = config.getoption("--bench-shard")
+    planning = config.getoption("--bench-plan")
+    if config.getoption("--bench-shards") and not planning:
+        raise pytest.UsageError("--bench-shards N shows the plan in N shards: use it with "
+                                "--bench-plan (to run one shard: --bench-shard I/N)")
+    if config.getoption("bench_json") and not planning:
+        raise pytest.UsageError("--json prints the plan: use it with --bench-plan")
+    if (config.getoption("--bench-shards") and state.shard
+            and config.getoption("--bench-shards") != state.shard[1]):
+        raise pytest.UsageError(f"--bench-shards {config.getoption('--bench-shards')} and "
+                                f"--bench-shard {state.shard[0]}/{state.shard[1]} disagree")
+    if state.shard and getattr(config.option, "bench_repeat", 1) > 1:
+        raise pytest.UsageError("--bench-shard runs one part of one run; --bench-repeat "
+                                "makes several runs: run each shard's repeats as jobs of "
+                                "their own instead")
+    state.run_group = config.getoption("--bench-run-group")
 
 
 def _check_calibration_time() -> None:

@@ -43,6 +43,8 @@ from bench.store import schema
 INDEX_ENV = "FASHION_BENCH_INDEX"
 #: Files parsed per insert into the rows table.
 BATCH_FILES = 500
+#: How long a second process waits for the one writing the index, then reads the files.
+WAIT_SECONDS = 30.0
 
 
 def default_path() -> Path:
@@ -94,9 +96,10 @@ class ResultsIndex:
     their runs, :meth:`rows` the long form of some of them. Use as a context manager (or
     call :meth:`close`): the file stays locked while open."""
 
-    def __init__(self, path: Path | str | None = None, wait: float = 30.0,
+    def __init__(self, path: Path | str | None = None, wait: float | None = None,
                  say: Callable[[str], None] | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
+        wait = WAIT_SECONDS if wait is None else wait
         self.say = say or (lambda text: print(text, file=sys.stderr))
         try:
             import duckdb
@@ -289,18 +292,25 @@ class ResultsIndex:
         if not paths:
             return pd.DataFrame()
         keys = [self._keys.get(p) or os.path.realpath(p) for p in paths]
-        wanted = pd.DataFrame({"_path": keys, "_ord": range(len(keys)),
-                               "run_file": [str(p) for p in paths],
-                               "run": [Path(p).name for p in paths]})
+        wanted = pd.DataFrame({"_path": keys})
         columns = {c for key in keys for c in self._columns.get(key, [])} - {"run", "run_file"}
         have = {row[0] for row in self.db.execute(
             "SELECT column_name FROM (DESCRIBE rows)").fetchall()}
         self.db.register("wanted", wanted)
-        chosen = ", ".join(f'r."{c}"' for c in sorted(columns & have))
-        frame = self.db.execute(
-            f"SELECT w.run, w.run_file{', ' + chosen if chosen else ''} FROM rows r "
-            f"JOIN wanted w ON r._path = w._path ORDER BY w._ord, r._row").df()
+        chosen = ", ".join(f'"{c}"' for c in ["_path", "_row", *sorted(columns & have)])
+        # A semi-join, then the order in pandas: a third of the time of DuckDB's ORDER BY
+        # over 500,000 wide rows.
+        frame = self.db.execute(f"SELECT {chosen} FROM rows WHERE _path IN "
+                                f"(SELECT _path FROM wanted)").df()
         self.db.unregister("wanted")
+        order = dict(zip(keys, range(len(keys)), strict=True))
+        frame["_ord"] = frame["_path"].map(order)
+        frame = frame.sort_values(["_ord", "_row"], kind="stable").reset_index(drop=True)
+        by_key = dict(zip(keys, paths, strict=True))
+        names = {key: (str(path), Path(path).name) for key, path in by_key.items()}
+        frame.insert(0, "run_file", frame["_path"].map({k: v[0] for k, v in names.items()}))
+        frame.insert(0, "run", frame["_path"].map({k: v[1] for k, v in names.items()}))
+        frame = frame.drop(columns=["_path", "_row", "_ord"])
         for column in sorted(columns - have):  # every value of it was null
             frame[column] = None
         return frame

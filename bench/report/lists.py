@@ -148,8 +148,11 @@ def _reference_rows(frame: pd.DataFrame) -> list[dict]:
     machine/device, model, batch, precision and backend (XLA on where both exist)."""
     trains, records = suite("train")(frame), []
     same = ("label", "model", "batch_size", "precision", "backend")
+    by_key: dict[tuple, list[dict]] = {}
+    for t in trains:
+        by_key.setdefault(tuple(t.get(k) for k in same), []).append(t)
     for r in suite("baseline")(frame):
-        steps = [t for t in trains if all(t.get(k) == r.get(k) for k in same)]
+        steps = by_key.get(tuple(r.get(k) for k in same), [])
         step = ([t for t in steps if yes(t.get("xla"))] or steps or [{}])[0]
         ours, theirs = step.get("seconds_per_epoch"), r.get("seconds_per_epoch")
         records.append({**r, "speedup": speedup(ours, theirs, higher_is_better=False),

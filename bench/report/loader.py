@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.report.shards import merge_shards, relabel
 from bench.store import schema
 from bench.store.results import ResultFileError, read_result, result_files_with_keys
 
@@ -273,20 +274,21 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
             log.warn(path, message)
         if run is not None:
             found.append(run)
-    runs = [run for run in found if include_synthetic or run.data != schema.SYNTHETIC_DATA]
+    kept = [run for run in found if include_synthetic or run.data != schema.SYNTHETIC_DATA]
+    runs, renamed = merge_shards(kept, log)  # the shards of one run as one run
     failures = pd.DataFrame(
         [{"machine_id": run.machine_id, "run": run.path.name, "run_file": str(run.path),
           "run_datetime": run.datetime, **failure} for run in runs for failure in run.failures],
         columns=FAILURE_COLUMNS)
     if index is not None:
-        frame = index.rows([run.path for run in runs])  # the index keeps the real paths
+        frame = index.rows([run.path for run in kept])  # the index keeps the real paths
     else:
-        rows = [row for run in runs for row in frames[run.path]]
+        rows = [row for run in kept for row in frames[run.path]]
         frame = typed(pd.DataFrame(rows)) if rows else pd.DataFrame()
     if frame.empty:
         return ResultSet(pd.DataFrame(columns=LEADING_COLUMNS + ["raw_rounds"]), failures,
-                         runs, len(found) - len(runs))
-    frame = canonical(frame)
+                         runs, len(found) - len(kept))
+    frame = relabel(canonical(frame), renamed)
     # The share of peak: gflops over the best calibration of the row's device and dtype on
     # its machine (none of that dtype: no share, never a share of the float32 figure).
     best = best_calibration(runs)
@@ -298,7 +300,7 @@ def load_results(paths: Iterable[str | Path], log: WarningLog,
     frame = frame[lead + sorted(set(frame) - {*lead, "raw_rounds"}) + ["raw_rounds"]]
     return ResultSet(frame.sort_values(["machine_id", "run_datetime", "run", "suite", "case"],
                                        kind="stable").reset_index(drop=True),
-                     failures, runs, len(found) - len(runs))
+                     failures, runs, len(found) - len(kept))
 
 
 #: Columns holding a list of numbers per row (absent: an empty list for raw rounds).

@@ -178,14 +178,17 @@ def speedup_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
     return records
 
 
-#: Commits of a case the page's history shows, the newest (``--history`` draws them all).
+#: Commits of a case the page's history shows, the newest (``--history`` draws them all),
+#: and the machine/device labels it shows them for: those with the most commits.
 HISTORY_COMMITS = 20
+HISTORY_LABELS = 12
 
 
 def history_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
     """One point per commit of a case (x: the commit's time, y: the median over its runs
     of their median time per round) where its machine/device measured that case at two
-    commits or more, the newest :data:`HISTORY_COMMITS` of them. The band: the run's 99%
+    commits or more, the newest :data:`HISTORY_COMMITS` of them, for the
+    :data:`HISTORY_LABELS` labels measured at the most commits. The band: the run's 99%
     interval where the commit has one run, else its fastest to its slowest run; the
     provenance (run file, stop reason) is the newest run's. Contended and concurrent runs
     are kept and marked, not left out. One point per commit, not per run, keeps the page
@@ -202,6 +205,9 @@ def history_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
     rows = rows[rows.groupby(keys[:3])["_commit"].transform("nunique") > 1]
     if rows.empty:
         return []
+    commits_of = rows.groupby("label")["_commit"].nunique()
+    shown = sorted(commits_of.index, key=lambda label: (-commits_of[label], label))
+    rows = rows[rows["label"].isin(shown[:HISTORY_LABELS])]
     rows = rows.sort_values(["run_datetime", "run_file"], kind="stable")
     median = pd.to_numeric(rows["median"], errors="coerce")
     spoiled = {flag: rows[flag].eq(True).fillna(False).astype(bool) if flag in rows
@@ -381,8 +387,8 @@ CHARTS = (
     ("history", "History of a case across commits",
      "Median time per round over each commit's runs (points; the band: a single run's 99% "
      "interval, else the fastest to the slowest run), the newest 20 commits of the cases a "
-     "machine/device measured at several commits (python -m bench.report --history draws "
-     "every commit). "
+     "machine/device measured at several commits, for the 12 machine/devices with the most "
+     "commits (python -m bench.report --history draws every commit of every machine). "
      + MARKS, '<label>case <select id="history-case"></select></label>'),
 )
 

@@ -138,18 +138,18 @@ def _timed(command: list[str]) -> dict:
 def measure(out: Path, scratch: Path, without_index: bool = False) -> list[dict]:
     """Time each step in a process of its own; one dict per step."""
     report = [sys.executable, "-m", "bench.report", str(out), "--no-plots",
-              "--index", str(scratch / "index.sqlite")]
+              "--index", str(scratch / "index.duckdb")]
     machines = sorted(p for p in out.iterdir() if p.is_dir())
     steps = []
-    if (scratch / "index.sqlite").exists():
-        (scratch / "index.sqlite").unlink()
+    if (scratch / "index.duckdb").exists():
+        (scratch / "index.duckdb").unlink()
     steps.append(("index: first build", report + ["--index-only"]))
     steps.append(("report, index built", report + ["--out", str(scratch / "report")]))
     added = machines[0] / "29991231-235959_0000000_00000000.json"
     steps.append(("add one run, report", report + ["--out", str(scratch / "report")]))
     steps.append(("gate, two machines", [
         sys.executable, "-m", "bench.report", "--compare", str(machines[0]), str(machines[1]),
-        "--index", str(scratch / "index.sqlite"), "--allow-missing"]))
+        "--index", str(scratch / "index.duckdb"), "--allow-missing"]))
     if without_index:
         steps.append(("report, no index", report[:-2] + ["--no-index", "--out",
                                                         str(scratch / "report-files")]))

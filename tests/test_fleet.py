@@ -1,0 +1,225 @@
+"""Fleet scale: the results index, run ids that never collide, shards and their merge."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.harness import cases as matrix
+from bench.harness import shards
+from bench.report import index as index_module
+from bench.report.cli import main
+from bench.report.index import IndexUnavailable, ResultsIndex
+from bench.report.loader import WarningLog, load_results
+from bench.store.results import RUN_ID, save_run
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "results"
+OUTPUTS = ("REPORT.md", "report.csv", "REPORT.html")
+
+pytestmark = pytest.mark.backend_free
+
+
+def committed_copy(tmp_path: Path) -> Path:
+    """The committed result files (not the report) copied: a test never writes beside them."""
+    target = tmp_path / "results"
+    for path in COMMITTED.rglob("*.json"):
+        destination = target / path.relative_to(COMMITTED)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
+    return target
+
+
+def report(capsys, results: Path, out: Path, *options) -> dict[str, bytes]:
+    code = main([str(results), "--out", str(out), "--no-plots", *map(str, options)])
+    capsys.readouterr()
+    assert code == 0
+    return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+# --------------------------------------------------------------------------- the index
+
+def test_report_with_and_without_the_index_is_the_same(tmp_path, capsys):
+    results = committed_copy(tmp_path)
+    files = report(capsys, results, tmp_path / "files", "--no-index")
+    index = tmp_path / "index.duckdb"
+    first = report(capsys, results, tmp_path / "built", "--index", index)  # builds it
+    again = report(capsys, results, tmp_path / "read", "--index", index)  # reads it
+    for name in OUTPUTS:
+        assert first[name] == files[name], name
+        assert again[name] == files[name], name
+    with ResultsIndex(index) as held:
+        assert held.stats()["files"] == len(list(results.rglob("*.json")))
+
+
+def test_index_notices_new_changed_and_removed_files(tmp_path, capsys):
+    results = committed_copy(tmp_path)
+    index = tmp_path / "index.duckdb"
+    folder = next(p for p in sorted(results.iterdir()) if len(list(p.glob("*.json"))) > 2)
+    spare = sorted(folder.glob("*.json"))[-1]
+    kept = spare.read_bytes()
+    spare.unlink()
+    with ResultsIndex(index) as held:
+        load_results([results], WarningLog(), index=held)
+        total = held.stats()["files"]
+    (folder / spare.name).write_bytes(kept)  # a new run
+    document = json.loads(kept)
+    changed = sorted(folder.glob("*.json"))[0]
+    other = json.loads(changed.read_text())
+    other["benchmarks"] = other["benchmarks"][:1]  # a changed file: fewer rows
+    changed.write_text(json.dumps(other))
+    gone = sorted(folder.glob("*.json"))[1]
+    gone.unlink()  # a removed run
+    with ResultsIndex(index) as held:
+        from bench.store.results import result_files_with_keys
+        counts = held.update(result_files_with_keys([results]), [results])
+        assert counts == {"added": 1, "changed": 1, "removed": 1, "unchanged": total - 2}
+        by_index = load_results([results], WarningLog(), index=held)
+    by_files = load_results([results], WarningLog())
+    assert by_index.runs == by_files.runs
+    assert by_index.benchmarks.equals(by_files.benchmarks)
+    assert len(by_files.benchmarks[by_files.benchmarks["run"] == changed.name]) == 1
+    assert document["benchmarks"]  # the new run's rows are there
+    assert (by_index.benchmarks["run"] == spare.name).sum() == len(
+        [b for b in document["benchmarks"] if b["extra_info"].get("status", "ok") == "ok"])
+
+
+def test_index_rebuilds_when_the_code_that_reads_files_changes(tmp_path, monkeypatch):
+    results = committed_copy(tmp_path)
+    said = []
+    with ResultsIndex(tmp_path / "i.duckdb", say=said.append) as held:
+        load_results([results], WarningLog(), index=held)
+    monkeypatch.setattr(index_module, "code_version", lambda: "another")
+    with ResultsIndex(tmp_path / "i.duckdb", say=said.append) as held:
+        assert held.stats()["files"] == 0
+    assert any("rebuilding" in line for line in said)
+
+
+def test_one_writer_a_second_process_waits_then_reads_the_files(tmp_path, capsys,
+                                                                monkeypatch):
+    results = committed_copy(tmp_path)
+    index = tmp_path / "index.duckdb"
+    ResultsIndex(index).close()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+        " time.sleep(60)"), str(index)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(IndexUnavailable, match="busy"):
+            ResultsIndex(index, wait=0.5, say=lambda text: None)
+        assert time.monotonic() - started < 10
+        # The report does not fail: it says so and reads the files.
+        monkeypatch.setattr(index_module, "WAIT_SECONDS", 0.5)
+        code = main([str(results), "--out", str(tmp_path / "out"), "--no-plots", "--no-html",
+                     "--index", str(index)])
+        _, err = capsys.readouterr()
+        assert code == 0 and "not using the results index" in err and "busy" in err
+        assert (tmp_path / "out" / "REPORT.md").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --------------------------------------------------------------------------- run ids
+
+def _save_many(args: tuple[str, str, int]) -> list[str]:
+    root, template, count = args
+    document = json.loads(Path(template).read_text())
+    machine_id = document["machine_info"]["fashion_bench"]["machine_id"]
+    return [str(save_run(document, root, machine_id)) for _ in range(count)]
+
+
+def test_two_sessions_writing_into_one_folder_at_once_both_read(tmp_path):
+    template = sorted(COMMITTED.rglob("*.json"))[0]
+    root = tmp_path / "results"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        written = pool.map(_save_many, [(str(root), str(template), 15)] * 2)
+    paths = [Path(p) for batch in written for p in batch]
+    assert len(set(paths)) == 30 and all(RUN_ID.match(p.stem) for p in paths)
+    loaded = load_results([root], WarningLog())
+    assert len(loaded.runs) == 30
+    assert loaded.benchmarks["run"].nunique() == 30
+
+
+# --------------------------------------------------------------------------- shards
+
+def _full_matrix() -> list[matrix.Case]:
+    return matrix.build_matrix("full", ["cpu", "gpu:0"], "tensorflow")
+
+
+@pytest.mark.parametrize("count", [2, 4, 8])
+def test_full_matrix_in_shards_each_case_once_and_balanced(count):
+    cases = _full_matrix()
+    estimates = shards.shard_estimates(cases)
+    parts = shards.split(estimates, count)
+    ids = [(c.suite, c.id) for part in parts for c in part]
+    assert sorted(ids) == sorted((c.suite, c.id) for c in cases) and len(set(ids)) == len(ids)
+    loads = [sum(estimates[c] for c in part) for part in parts]
+    assert max(loads) <= 1.15 * (sum(loads) / count), loads
+    # The same split whatever else the machine has: its CPU cases alone cut alike.
+    cpu = [c for c in cases if c.device == "cpu"]
+    alone = shards.split(shards.shard_estimates(cpu), count)
+    assert [[c for c in part if c.device == "cpu"] for part in parts] == alone
+
+
+def test_plan_document_lists_every_case_with_its_shard():
+    estimates = shards.shard_estimates(_full_matrix())
+    document = shards.plan_document(estimates, 4, "full")
+    assert document["shards"] == ["1/4", "2/4", "3/4", "4/4"]
+    assert sum(p["cases"] for p in document["parts"]) == len(document["cases"]) == len(estimates)
+    assert abs(sum(p["estimate_seconds"] for p in document["parts"])
+               - document["estimate_seconds"]) < 1
+
+
+@pytest.mark.parametrize("text", ["0/4", "5/4", "2", "a/b", "2/0", "-1/3"])
+def test_bad_shard_is_refused(text):
+    with pytest.raises(ValueError):
+        shards.parse_shard(text)
+
+
+def test_default_run_group_comes_from_the_scheduler(monkeypatch):
+    for names in shards.JOB_ENVS:
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")
+    assert shards.default_run_group([], 8, "full") == "job-4242"
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "2")
+    assert shards.default_run_group([], 8, "full") == "job-77-2"
+
+
+def _as_shards(folder: Path, machine_dir: Path, group: str, indices: list[int], count: int):
+    """Copies of a machine's first runs marked as shards of one run group."""
+    folder.mkdir(parents=True)
+    for number, path in zip(indices, sorted(machine_dir.glob("*.json")), strict=False):
+        document = json.loads(path.read_text())
+        document["machine_info"]["fashion_bench"].update(run_group=group, shard=[number, count])
+        (folder / path.name).write_text(json.dumps(document))
+
+
+def test_report_merges_the_shards_of_a_run_and_says_when_one_is_missing(tmp_path):
+    machine_dir = COMMITTED / "intel-xeon-2c-6bb9b7"
+    _as_shards(tmp_path / "all" / "m", machine_dir, "g1", [1, 2], 2)
+    loaded = load_results([tmp_path / "all"], log := WarningLog())
+    assert [run.path.name for run in loaded.runs] == ["g1[shards 1,2 of 2]"] and not log.messages
+    assert set(loaded.benchmarks["shard"]) == {"1/2", "2/2"}
+    assert loaded.benchmarks["run"].nunique() == 1
+    assert loaded.runs[0].cases == len(loaded.benchmarks)
+    _as_shards(tmp_path / "part" / "m", machine_dir, "g2", [1, 3], 3)
+    loaded = load_results([tmp_path / "part"], log := WarningLog())
+    assert [run.path.name for run in loaded.runs] == ["g2[shards 1,3 of 3]"]
+    assert len(log.messages) == 1 and "shard(s) 2/3 missing" in log.messages[0]
+
+
+@pytest.mark.skipif(not os.environ.get("FASHION_BENCH_INDEX"), reason="conftest sets it")
+def test_tests_never_touch_the_users_index():
+    assert "fashion-bench-index-" in os.environ["FASHION_BENCH_INDEX"]
