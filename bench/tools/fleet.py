@@ -8,7 +8,8 @@ commit, its times scaled by a factor of its machine (log-normal, sd 0.5) and of 
 
 ``measure OUT`` times, each in a process of its own with its peak memory (RSS, from
 ``getrusage`` of the children): the index's first build (``--index-only``); the report
-with the index built; adding one run and reporting again; the gate between two machines;
+with the index built; adding one run and reporting again; the gate over two machines
+(the older half of each one's runs against the newer half);
 and, with ``--without-index``, the report reading every file. It prints a table and, with
 ``--json PATH``, writes the figures. A benchmark of the report itself, not a test: it takes
 minutes (writing 20,000 files of about 100 KB each takes several).
@@ -147,8 +148,19 @@ def measure(out: Path, scratch: Path, without_index: bool = False) -> list[dict]
     steps.append(("report, index built", report + ["--out", str(scratch / "report")]))
     added = machines[0] / "29991231-235959_0000000_00000000.json"
     steps.append(("add one run, report", report + ["--out", str(scratch / "report")]))
+    # The gate between two machines' older and newer halves of their runs (links to the
+    # files, so the index serves both sides).
+    sides = {side: scratch / f"gate-{side}" for side in ("old", "new")}
+    for side, folder in sides.items():
+        shutil.rmtree(folder, ignore_errors=True)
+    for machine in machines[:2]:
+        files = sorted(machine.glob("*.json"))
+        for side, part in (("old", files[:len(files) // 2]), ("new", files[len(files) // 2:])):
+            (sides[side] / machine.name).mkdir(parents=True)
+            for file in part:
+                (sides[side] / machine.name / file.name).symlink_to(file.resolve())
     steps.append(("gate, two machines", [
-        sys.executable, "-m", "bench.report", "--compare", str(machines[0]), str(machines[1]),
+        sys.executable, "-m", "bench.report", "--compare", str(sides["old"]), str(sides["new"]),
         "--index", str(scratch / "index.duckdb"), "--allow-missing"]))
     if without_index:
         steps.append(("report, no index", report[:-2] + ["--no-index", "--out",
