@@ -71,15 +71,15 @@ class IndexUnavailable(RuntimeError):
 
 def _run_to_json(run: loader.Run) -> str:
     fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "path"}
-    for key in ("datetime", "commit_time"):
-        fields[key] = None if fields[key] is None else fields[key].isoformat()
+    for key in ("datetime", "commit_time"):  # nanoseconds since the epoch, UTC
+        fields[key] = None if fields[key] is None else int(fields[key].value)
     return json.dumps(fields, default=str)
 
 
 def _run_from_json(text: str, path: Path) -> loader.Run:
     fields = json.loads(text)
     for key in ("datetime", "commit_time"):
-        fields[key] = None if fields[key] is None else pd.Timestamp(fields[key])
+        fields[key] = None if fields[key] is None else pd.Timestamp(fields[key], tz="UTC")
     return loader.Run(path=path, **fields)
 
 
@@ -119,9 +119,9 @@ class ResultsIndex:
             except duckdb.IOException as error:
                 locked = "lock" in str(error).lower()
                 if not locked or time.monotonic() >= deadline:
-                    raise IndexUnavailable(
-                        f"{self.path} is {'busy (another process is updating it)' if locked else 'unreadable'}"
-                        f"{'' if locked else f' ({error})'}") from None
+                    why = "busy (another process is updating it)" if locked \
+                        else f"unreadable ({error})"
+                    raise IndexUnavailable(f"{self.path} is {why}") from None
                 if not said:
                     self.say(f"note: waiting up to {wait:.0f} s for the results index "
                              f"{self.path}: another process is updating it")

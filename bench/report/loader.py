@@ -311,8 +311,8 @@ _NO_ROUNDS = np.zeros(0)
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """The long form's one representation, whether rows came from files or the index:
     the schema's types (:func:`typed`); lists as numpy arrays of floats (None where a row
-    has none, raw rounds excepted: an empty array); timestamps in UTC at microseconds; text columns as
-    text (NaN where absent)."""
+    has none, raw rounds excepted: an empty array); timestamps in UTC at microseconds;
+    text columns as text (NaN where absent)."""
     frame = typed(frame.copy())
     for column in LIST_COLUMNS:
         if column in frame:

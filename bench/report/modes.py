@@ -25,14 +25,13 @@ from bench.report.page import write_page
 from bench.report.plots import write_history_plots, write_plots
 from bench.report.selection import (
     current_failures,
-    select_newest,
     select_runs,
     selection_phrase,
     spoiled_mask,
 )
 from bench.report.summary import summary_rows, summary_section, verdicts_section
 from bench.report.text import escape
-from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, summarize
+from bench.report.verdicts import DEFAULT_THRESHOLD, machine_verdicts, run_figures, summarize
 from bench.store.atomic import write_atomic
 from bench.store.journal import recover_orphans
 from bench.store.results import result_files_with_keys
@@ -187,15 +186,16 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     reference, problem = relative_to(selected, reference_request)
     if problem:
         log.warn("--relative-to (--baseline)", problem)
-    verdicts = machine_verdicts(results.benchmarks, reference, threshold)
-    summary = summarize(verdicts, results.benchmarks, threshold)
+    figures = run_figures(results.benchmarks)  # one figure per run and case, computed once
+    verdicts = machine_verdicts(results.benchmarks, reference, threshold, figures)
+    summary = summarize(verdicts, results.benchmarks, threshold, figures=figures)
     report = build_report(results, selected, reference, all_runs, log.messages, notes,
                           threshold, verdicts, summary)
     print(report)
     written = []
     try:
         for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(
-                results.benchmarks if all_runs else select_newest(results.benchmarks)))):
+                results.benchmarks if all_runs else selected))):
             write_atomic(out_dir / name, content)
             written.append(out_dir / name)
         if draw_plots:

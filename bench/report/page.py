@@ -199,9 +199,10 @@ def history_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
     wanted = ["label", "machine_id", "suite", "case", "model", "batch_size", "precision",
               "backend", "xla", "median", "ci_halfwidth", "run_file", "run_datetime",
               "stop_reason", "contended", "concurrent"]
-    rows = frame[[c for c in wanted if c in frame]].assign(_commit=[commits.get(str(f), (None, None))[0] or str(f)
-                                 for f in frame["run_file"]],
-                        _when=[commits.get(str(f), (None, None))[1] for f in frame["run_file"]])
+    found = [commits.get(str(f), (None, None)) for f in frame["run_file"]]
+    rows = frame[[c for c in wanted if c in frame]].assign(
+        _commit=[short or str(f) for (short, _), f in zip(found, frame["run_file"], strict=True)],
+        _when=[when for _, when in found])
     rows = rows[rows.groupby(keys[:3])["_commit"].transform("nunique") > 1]
     if rows.empty:
         return []
@@ -226,7 +227,7 @@ def history_records(frame: pd.DataFrame, commits: dict) -> list[dict]:
     newest = newest.sort_values("_time", kind="stable")
     newest = newest.groupby(level=[0, 1, 2], sort=False).tail(HISTORY_COMMITS)
     records = []
-    for (label, suite, case, commit), row in zip(newest.index, newest.to_dict("records"),
+    for (label, suite, case, _), row in zip(newest.index, newest.to_dict("records"),
                                                  strict=True):
         if row["runs"] == 1:
             low, high = interval(row["middle"], row.get("ci_halfwidth"), rate=False)

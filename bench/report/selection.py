@@ -51,7 +51,8 @@ def _pool(group: pd.DataFrame) -> dict:
     row = group.iloc[-1].to_dict()
     # A run without raw rounds (an old pytest-benchmark) counts its median as one round.
     data = np.asarray([x for raw, median in zip(group["raw_rounds"], group["median"],
-                                                strict=True) for x in (raw if len(raw) else [median])])
+                                                strict=True)
+                       for x in (raw if len(raw) else [median])])
     q1, pooled, q3 = np.percentile(data, [25, 50, 75])
     row.update(median=pooled, q1=q1, q3=q3, iqr=q3 - q1, mean=data.mean(), min=data.min(),
                max=data.max(), stddev=data.std(ddof=1) if len(data) > 1 else 0.0,

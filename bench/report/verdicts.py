@@ -88,10 +88,13 @@ def run_figures(frame: pd.DataFrame) -> pd.DataFrame:
     return usable[keep].drop_duplicates(["label", "suite", "setting", "run_file"])
 
 
-def machine_spread(figures: pd.DataFrame) -> dict[str, tuple[float, int]]:
-    """{label: (pooled sd of log figures over its cases with 2+ runs, degrees of freedom)}."""
+def machine_spread(figures: pd.DataFrame, grouped: dict | None = None
+                   ) -> dict[str, tuple[float, int]]:
+    """{label: (pooled sd of log figures over its cases with 2+ runs, degrees of freedom)};
+    ``grouped``: :func:`_case_speeds` of ``figures``, where the caller has it."""
     by_label: dict[str, list[list[float]]] = {}
-    for (label, _, _), speeds in sorted(_case_speeds(figures).items()):
+    grouped = _case_speeds(figures) if grouped is None else grouped
+    for (label, _, _), speeds in sorted(grouped.items()):
         by_label.setdefault(label, []).append(stats.logs(speeds))
     return {label: stats.pooled_sd(groups) for label, groups in sorted(by_label.items())}
 
@@ -149,15 +152,17 @@ def compare_case(speeds: Sequence[float], reference: Sequence[float],
 
 
 def machine_verdicts(frame: pd.DataFrame, reference: str | None,
-                     threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+                     threshold: float = DEFAULT_THRESHOLD,
+                     figures: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per case, every other machine/device label against ``reference``: columns
     :data:`COLUMNS`, plus ``se`` and ``df`` (the log-scale standard error and its
-    degrees of freedom, which :func:`summarize` combines)."""
-    figures = run_figures(frame)
+    degrees of freedom, which :func:`summarize` combines). ``figures``: :func:`run_figures`
+    of ``frame``, where the caller has it already."""
+    figures = run_figures(frame) if figures is None else figures
     if reference is None or figures.empty or reference not in set(figures["label"]):
         return pd.DataFrame(columns=[*COLUMNS, "se", "df"])
-    spreads = machine_spread(figures)
     grouped = _case_speeds(figures)
+    spreads = machine_spread(figures, grouped)
     first = figures.drop_duplicates(["label", "suite", "setting"]).set_index(
         ["label", "suite", "setting"])[SETTING_FIELDS[1:]]
     fields = dict(zip(first.index, first.itertuples(index=False, name=None), strict=True))
@@ -241,11 +246,14 @@ def _summary_interval(group: pd.DataFrame, figures: dict | None,
 
 def summarize(verdicts: pd.DataFrame, frame: pd.DataFrame | None = None,
               threshold: float = DEFAULT_THRESHOLD, confidence: float = stats.CONFIDENCE,
-              by_suite: Sequence[str] = ("train", "inference", "latency")) -> pd.DataFrame:
+              by_suite: Sequence[str] = ("train", "inference", "latency"),
+              figures: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per label (and per suite of ``by_suite``): the geometric mean of the case ratios
     with its interval and verdict; columns :data:`SUMMARY_COLUMNS`. ``frame``: the
     benchmarks the verdicts came from, for the whole-run interval."""
-    figures = figures_by_label(run_figures(frame)) if frame is not None else None
+    if figures is None and frame is not None:
+        figures = run_figures(frame)
+    figures = figures_by_label(figures) if figures is not None else None
     rows = []
     for label, cases in verdicts.groupby("label", sort=True):
         parts = [(ALL_SUITES, cases)] + [(s, cases[cases["suite"] == s]) for s in by_suite]

@@ -151,7 +151,7 @@ def measure(out: Path, scratch: Path, without_index: bool = False) -> list[dict]
     # The gate between two machines' older and newer halves of their runs (links to the
     # files, so the index serves both sides).
     sides = {side: scratch / f"gate-{side}" for side in ("old", "new")}
-    for side, folder in sides.items():
+    for folder in sides.values():
         shutil.rmtree(folder, ignore_errors=True)
     for machine in machines[:2]:
         files = sorted(machine.glob("*.json"))
