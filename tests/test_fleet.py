@@ -223,3 +223,17 @@ def test_report_merges_the_shards_of_a_run_and_says_when_one_is_missing(tmp_path
 @pytest.mark.skipif(not os.environ.get("FASHION_BENCH_INDEX"), reason="conftest sets it")
 def test_tests_never_touch_the_users_index():
     assert "fashion-bench-index-" in os.environ["FASHION_BENCH_INDEX"]
+
+
+def test_runs_table_lists_each_machines_newest_runs_and_counts_the_rest():
+    import pandas as pd
+
+    from bench.report import lists
+    from bench.report.loader import Run
+
+    runs = [Run(Path(f"r/m/{i:04d}.json"), "m", pd.Timestamp(2026, 1, 1, tz="UTC")
+                + pd.Timedelta(minutes=i), {}, 1, []) for i in range(25)]
+    runs.append(Run(Path("r/n/0001.json"), "n", pd.Timestamp(2026, 1, 2, tz="UTC"), {}, 1, []))
+    rows = lists.run_rows(runs)
+    assert [r["run"] for r in rows][:2] == ["(+5 older runs not listed)", "0005.json"]
+    assert len(rows) == 1 + lists.RUNS_PER_MACHINE + 1 and rows[-1]["machine"] == "n"

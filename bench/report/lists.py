@@ -256,12 +256,35 @@ def _plan_text(run: Run) -> str:
     return text
 
 
+#: Runs the Runs table lists per machine, the newest; one more row counts the rest.
+RUNS_PER_MACHINE = 20
+
+
+def run_rows(runs: list[Run]) -> list[dict]:
+    """Each machine's newest :data:`RUNS_PER_MACHINE` runs, oldest first, and a row that
+    counts the older ones (report.csv with ``--all-runs`` and the index hold them all)."""
+    by_machine: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: (r.machine_id, r.datetime, r.path.name)):
+        by_machine.setdefault(run.machine_id, []).append(run)
+    rows = []
+    for machine_id, mine in by_machine.items():
+        older = len(mine) - RUNS_PER_MACHINE
+        if older > 0:
+            rows.append({**{key: NO_VALUE for key in _RUN_KEYS}, "machine": machine_id,
+                         "run": f"(+{older} older run{'s' if older != 1 else ''} not listed)"})
+        rows += [_run_record(run) for run in mine[-RUNS_PER_MACHINE:]]
+    return rows
+
+
+_RUN_KEYS = ("run", "machine", "date", "backend", "data", "status", "group", "cases",
+             "failures", "plan", "spoiled")
+
 RUNS = Table(
-    "Runs", lambda runs: [_run_record(run) for run in sorted(
-        runs, key=lambda r: (r.machine_id, r.datetime, r.path.name))],
-    "Runs: one result file (one process) each. Status: complete; interrupted = stopped by "
-    "Ctrl-C; incomplete = the process died and the cases it finished were recovered from its "
-    "journal. A run of a `--bench-repeat` group shows its group id and repeat i/n. Spoiled = "
+    "Runs", run_rows,
+    "Runs: one result file (one process) each, the newest 20 of each machine. Status: "
+    "complete; interrupted = stopped by Ctrl-C; incomplete = the process died and the "
+    "cases it finished were recovered from its journal. A run of a `--bench-repeat` group "
+    "shows its group id and repeat i/n. Spoiled = "
     "rows contended or concurrent (— = not measured: schema-1 file). Plan: the run's "
     "estimate of its time beside the time it took, its budget and the cases it left out "
     "(— = a run before plans).",
