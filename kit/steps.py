@@ -131,6 +131,12 @@ def install_wheels(args: argparse.Namespace, log: Log, root: Path | None, manife
     wheels, notes = (wheels_to_install(manifest, root, args.wheels, before["versions"])
                      if root and site else ([], []))
     env = child_env(base, site if wheels else None, PROJECT, data_dir)
+    if root:  # a bundle has no .git: the commit its files came from, for the result files
+        source = manifest["project"]
+        env.update(FASHION_BENCH_COMMIT=source["commit"],
+                   FASHION_BENCH_COMMIT_TIME=str(source["commit_time"]),
+                   FASHION_BENCH_COMMIT_DIRTY="1" if source.get("modified_in_worktree")
+                   else "0")
     command = install_command(args.python, site, wheels) if wheels else None
     for note in notes:
         log(f"wheels: {note}")

@@ -104,12 +104,36 @@ def _run_bench(args: list[str], cwd: Path, env: dict | None = None,
                           env=env, timeout=600)
 
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_the_commit_measured_can_come_from_the_environment(monkeypatch):
+    from bench.harness.summary import commit_from_env
+
+    monkeypatch.delenv("FASHION_BENCH_COMMIT", raising=False)
+    assert commit_from_env(None) is None  # pytest-benchmark asks git
+    monkeypatch.setenv("FASHION_BENCH_COMMIT", COMMIT.upper())
+    monkeypatch.setenv("FASHION_BENCH_COMMIT_TIME", "2026-11-30T10:00:00+00:00")
+    monkeypatch.setenv("FASHION_BENCH_COMMIT_DIRTY", "1")
+    info = commit_from_env(None)
+    assert (info["id"], info["time"], info["dirty"]) == (COMMIT, "2026-11-30T10:00:00+00:00",
+                                                         True)
+    for name, bad in (("FASHION_BENCH_COMMIT", "main"),
+                      ("FASHION_BENCH_COMMIT_TIME", "yesterday")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(pytest.UsageError, match=name):
+            commit_from_env(None)
+        monkeypatch.setenv(name, COMMIT if name == "FASHION_BENCH_COMMIT" else "1796000000")
+
+
 @pytest.mark.tensorflow_only  # expects TensorFlow's case ids (no suffix)
 def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     results = tmp_path / "results"
     proc = _run_bench([str(ROOT / "bench"), "--benchmark-only", "--bench-matrix", "tiny",
                        "--bench-device", "cpu", "--bench-data", "synthetic",
-                       "--bench-results", str(results)], tmp_path)
+                       "--bench-results", str(results)], tmp_path,
+                      env={"FASHION_BENCH_COMMIT": COMMIT,
+                           "FASHION_BENCH_COMMIT_TIME": "1796000000"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 passed" in proc.stdout
     # No terminal: a line per finished case (bench.harness.progress) with its figure, interval,
@@ -127,6 +151,10 @@ def test_end_to_end_two_case_run_writes_a_full_result_file(tmp_path):
     files = list((results / "synthetic").glob("*/*.json"))
     assert len(files) == 1 and RUN_ID.match(files[0].stem)
     run = json.loads(files[0].read_text())
+    # No git here: the commit measured is the one $FASHION_BENCH_COMMIT names (the kit's way).
+    assert f"_{COMMIT[:7]}_" in files[0].name
+    assert run["commit_info"]["id"] == COMMIT and not run["commit_info"]["dirty"]
+    assert run["commit_info"]["time"].startswith("2026-11-30T")
     info = run["machine_info"]["fashion_bench"]
     assert files[0].parent.name == info["machine_id"]
     assert info["data"] == "synthetic" and info["schema"] == 3

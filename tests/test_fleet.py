@@ -103,6 +103,39 @@ def test_index_rebuilds_when_the_code_that_reads_files_changes(tmp_path, monkeyp
     assert any("rebuilding" in line for line in said)
 
 
+def test_the_plans_history_from_the_index_is_the_files_and_reads_none_again(
+        tmp_path, monkeypatch):
+    from bench.harness import plan as planner
+
+    results = committed_copy(tmp_path)
+    folders = sorted(p for p in results.iterdir() if p.is_dir())
+    by_files = {folder.name: planner.history_seconds(folder) for folder in folders}
+    assert sum(map(len, by_files.values())) > 10  # committed runs record case_seconds
+    with ResultsIndex(tmp_path / "i.duckdb") as held:
+        for folder in folders:  # first use: each machine's files read into the index
+            assert planner.history_seconds(folder, held) == pytest.approx(by_files[folder.name])
+        # Once indexed, the plan's history reads no result file.
+        monkeypatch.setattr(planner, "read_result", lambda *a, **k: pytest.fail("read"))
+        monkeypatch.setattr(index_module.loader, "parse_file", lambda *a: pytest.fail("parse"))
+        for folder in folders:
+            assert planner.history_seconds(folder, held) == pytest.approx(by_files[folder.name])
+        assert planner.history_seconds(tmp_path / "no-such-machine", held) == {}
+    monkeypatch.undo()
+
+    class Broken:  # an index that fails: the files are read, and a note says so
+        said: list[str] = []
+
+        def say(self, text):
+            self.said.append(text)
+
+        def case_seconds(self, folder):
+            raise OSError("disk full")
+
+    broken = Broken()
+    assert planner.history_seconds(folders[0], broken) == by_files[folders[0].name]
+    assert "disk full" in broken.said[0]
+
+
 def test_one_writer_a_second_process_waits_then_reads_the_files(tmp_path, capsys,
                                                                 monkeypatch):
     results = committed_copy(tmp_path)
@@ -214,6 +247,15 @@ def test_report_merges_the_shards_of_a_run_and_says_when_one_is_missing(tmp_path
     assert set(loaded.benchmarks["shard"]) == {"1/2", "2/2"}
     assert loaded.benchmarks["run"].nunique() == 1
     assert loaded.runs[0].cases == len(loaded.benchmarks)
+    # The run's plan: the shards' estimates and times summed, the longest shard named.
+    plans = [json.loads(p.read_text())["machine_info"]["fashion_bench"]["plan"]
+             for p in sorted(machine_dir.glob("*.json"))[:2]]
+    merged = loaded.runs[0].plan
+    assert merged["estimate_seconds"] == pytest.approx(sum(p["estimate_seconds"] for p in plans))
+    assert merged["elapsed_seconds"] == pytest.approx(sum(p["elapsed_seconds"] for p in plans))
+    assert merged["longest_shard_seconds"] == max(p["elapsed_seconds"] for p in plans)
+    from bench.report import lists
+    assert "over 2 shards (longest took" in lists.run_rows(loaded.runs)[0]["plan"]
     _as_shards(tmp_path / "part" / "m", machine_dir, "g2", [1, 3], 3)
     loaded = load_results([tmp_path / "part"], log := WarningLog())
     assert [run.path.name for run in loaded.runs] == ["g2[shards 1,3 of 3]"]

@@ -76,10 +76,10 @@ def data_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c",
-                    "user.email=test@example.org", "-c", "commit.gpgsign=false", *args],
-                   check=True, capture_output=True)
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c",
+                           "user.email=test@example.org", "-c", "commit.gpgsign=false", *args],
+                          check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture
@@ -516,7 +516,8 @@ def pytest_sessionfinish(session):
     (folder / f"{number:04d}_20261127-10000{number}.json").write_text(json.dumps({
         "backend": os.environ["KERAS_BACKEND"],
         "data": os.environ.get("FASHION_MNIST_DIR"),
-        "device": session.config.getoption("--bench-device")}))
+        "device": session.config.getoption("--bench-device"),
+        "commit": os.environ.get("FASHION_BENCH_COMMIT")}))
 """,
     "bench/test_fake.py": """\
 def test_fake(benchmark):
@@ -588,6 +589,8 @@ def test_the_kit_installs_offline_runs_each_backend_and_packs_the_run(
     assert len(results) == len(ran)
     first = json.loads(results[0].read_text())
     assert first["data"] == str(root / bundle.DATA) and first["device"] == "cpu"
+    # The bundle has no .git: the runs are told the commit its files came from.
+    assert first["commit"] == git(source_repo, "rev-parse", "HEAD").strip()
     assert (out / "report" / "REPORT.md").read_text() == f"{len(ran)} runs\n"
     assert (root / "site" / "fakepkg" / "__init__.py").is_file()
     log = (out / "kit.log").read_text()

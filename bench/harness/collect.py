@@ -5,6 +5,7 @@ made from the cases collected (:mod:`bench.harness.plan`), printed before the fi
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -21,6 +22,10 @@ from bench.harness.session import (
     state_of,
     tf_config,
 )
+
+#: How long the plan waits for the results index another process is writing, then reads
+#: this machine's files instead (a few hundred at most: quick either way).
+INDEX_WAIT_SECONDS = 3.0
 
 
 def parametrize(metafunc) -> None:
@@ -92,6 +97,30 @@ def shard_options(state) -> dict:
                 max_rounds=state.stopping.max_rounds, case_time=state.case_time)
 
 
+def plan_history(config, folder) -> dict:
+    """This machine's case times for the plan, through the results index where it can be
+    opened within a few seconds (another run, a shard beside this one, may be writing
+    it), else from the files; a note says which when it is not the index."""
+    from bench.harness import plan as planner
+    from bench.report.index import IndexUnavailable, ResultsIndex
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if reporter is not None and not getattr(config.option, "bench_json", False):
+            reporter.write_line(f"fashion-bench: {text}")
+        else:
+            print(f"fashion-bench: {text}", file=sys.stderr, flush=True)
+
+    try:
+        index = ResultsIndex(wait=INDEX_WAIT_SECONDS, say=say)
+    except IndexUnavailable as error:
+        say(f"note: the plan's history read from the files: {error}")
+        return planner.history_seconds(folder)
+    with index:  # closed before any timing: DuckDB's threads end with it
+        return planner.history_seconds(folder, index)
+
+
 def make_plan(config, items) -> None:
     """Make the run's plan: estimate every case, fit the budget, leave out what does not
     fit (skipped, with the reason, and listed in the result file)."""
@@ -112,7 +141,7 @@ def make_plan(config, items) -> None:
     peaks = {device: state.gflops(device) or 100.0
              for device in dict.fromkeys(c.device for c in by_case)}
     folder = results_root(config, state) / machine_id(state.backend.list_devices())
-    history = planner.history_seconds(folder)
+    history = plan_history(config, folder)
     options = dict(round_seconds=state.round_seconds, min_rounds=state.stopping.min_rounds,
                    max_rounds=state.stopping.max_rounds, case_time=state.case_time)
     estimates = [planner.estimate_case(c, peaks[c.device], history=history, **options)

@@ -172,10 +172,19 @@ def _model_estimate(case: Case, peak_gflops: float, round_seconds: float, min_ro
     return Estimate(case, setup, one, min_rounds, expected, "model")
 
 
-def history_seconds(folder: Path) -> dict:
+def history_seconds(folder: Path, index=None) -> dict:
     """{(suite, case id): median wall seconds} over this machine's result files that
-    recorded ``case_seconds`` (schema 3 and later). A file that is not a result file is
-    passed over: the estimate then falls back on the model."""
+    recorded ``case_seconds`` (schema 3 and later), rows that ran and were timed alone.
+
+    ``index``: a :class:`bench.report.index.ResultsIndex` to ask (each new file read once,
+    the rest from the index); None, or an index that fails, reads the files. A file that
+    is not a result file is passed over: the estimate then falls back on the model."""
+    if index is not None:
+        try:
+            return index.case_seconds(folder)
+        except Exception as error:  # noqa: BLE001 - a cache: any failure reads the files
+            index.say(f"note: the plan's history read from the files: the results index "
+                      f"failed ({type(error).__name__}: {error})")
     seen: dict[tuple[str, str], list[float]] = {}
     if not folder.is_dir():
         return {}
@@ -186,7 +195,8 @@ def history_seconds(folder: Path) -> dict:
             continue
         for row, _, _ in timing_rows(document):
             seconds = row.get("case_seconds")
-            if isinstance(seconds, (int, float)) and seconds > 0 and not row.get("contended"):
+            if (isinstance(seconds, (int, float)) and seconds > 0 and not row.get("contended")
+                    and row.get("status", "ok") == "ok"):
                 seen.setdefault((row.get("suite"), row.get("case")), []).append(float(seconds))
     return {key: statistics.median(values) for key, values in seen.items()}
 

@@ -44,7 +44,8 @@ __all__ = [
     "pytest_runtestloop",
     "pytest_collection_modifyitems", "pytest_collection_finish", "pytest_generate_tests",
     "pytest_runtest_setup", "pytest_runtest_makereport",
-    "pytest_benchmark_update_machine_info", "pytest_sessionfinish", "pytest_terminal_summary",
+    "pytest_benchmark_update_machine_info", "pytest_benchmark_generate_commit_info",
+    "pytest_sessionfinish", "pytest_terminal_summary",
     "bench_state", "dataset", "trainer_for", "trained_for",
 ]
 
@@ -103,6 +104,13 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     summary.machine_info(config, machine_info)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_generate_commit_info(config):
+    """The commit measured where no git checkout says it: ``$FASHION_BENCH_COMMIT`` (the
+    device kit sets it from its bundle); None lets pytest-benchmark ask git."""
+    return summary.commit_from_env(config)
 
 
 def pytest_sessionfinish(session, exitstatus):

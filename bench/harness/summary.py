@@ -5,7 +5,11 @@ the lock let go, and the closing lines.
 from __future__ import annotations
 
 import os
+import re
 import time
+from datetime import datetime, timezone
+
+import pytest
 
 from bench.harness.options import timing
 from bench.harness.session import (
@@ -22,6 +26,36 @@ def machine_info(config, machine_info: dict) -> None:
     state = state_of(config)
     state.recalibrate()
     machine_info["fashion_bench"] = fashion_bench_info(state)
+
+
+#: The commit measured, for a copy of the project without git (the device kit's bundle,
+#: a CI artifact): its id, and optionally its time (ISO 8601 or seconds since the epoch)
+#: and whether the files differ from it ("1").
+COMMIT_ENV, COMMIT_TIME_ENV, COMMIT_DIRTY_ENV = (
+    "FASHION_BENCH_COMMIT", "FASHION_BENCH_COMMIT_TIME", "FASHION_BENCH_COMMIT_DIRTY")
+
+
+def commit_from_env(config) -> dict | None:
+    """pytest-benchmark's ``commit_info`` from :data:`COMMIT_ENV` and its companions, or
+    None where it is unset (pytest-benchmark then asks git, else says "unversioned")."""
+    commit = os.environ.get(COMMIT_ENV, "").strip()
+    if not commit:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
+        raise pytest.UsageError(f"${COMMIT_ENV}={commit!r} is not a commit id (7 to 64 hex "
+                                f"digits): set it to the commit measured, or unset it")
+    when = os.environ.get(COMMIT_TIME_ENV, "").strip() or None
+    if when and re.fullmatch(r"\d+(\.\d+)?", when):
+        when = datetime.fromtimestamp(float(when), timezone.utc).isoformat()
+    elif when:
+        try:
+            datetime.fromisoformat(when)
+        except ValueError:
+            raise pytest.UsageError(f"${COMMIT_TIME_ENV}={when!r} is neither ISO 8601 nor "
+                                    f"seconds since the epoch") from None
+    return {"id": commit.lower(), "time": when, "author_time": when,
+            "dirty": os.environ.get(COMMIT_DIRTY_ENV, "").strip() == "1",
+            "project": "fashion-bench", "branch": "(unknown)", "source": COMMIT_ENV}
 
 
 def finish(session, exitstatus) -> None:

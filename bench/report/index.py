@@ -39,6 +39,7 @@ import pandas as pd
 
 from bench.report import loader
 from bench.store import schema
+from bench.store.results import result_files_with_keys
 
 INDEX_ENV = "FASHION_BENCH_INDEX"
 #: Files parsed per insert into the rows table.
@@ -314,6 +315,25 @@ class ResultsIndex:
         for column in sorted(columns - have):  # every value of it was null
             frame[column] = None
         return frame
+
+    def case_seconds(self, folder: Path) -> dict[tuple[str, str], float]:
+        """The plan's history from the index: {(suite, case id): median ``case_seconds``}
+        over the result files under ``folder`` (one machine's), rows timed alone only (not
+        contended); what :func:`bench.harness.plan.history_seconds` reads from the files."""
+        files = result_files_with_keys([folder])
+        self.update(files, [folder])
+        have = {row[0] for row in self.db.execute(
+            "SELECT column_name FROM (DESCRIBE rows)").fetchall()}
+        if not files or not {"suite", "case", "case_seconds"} <= have:
+            return {}
+        alone = "AND contended IS NOT TRUE" if "contended" in have else ""
+        self.db.register("wanted", pd.DataFrame({"_path": [key for _, key in files]}))
+        found = self.db.execute(
+            f'SELECT suite, "case", median(CAST(case_seconds AS DOUBLE)) FROM rows '
+            f"WHERE _path IN (SELECT _path FROM wanted) AND case_seconds > 0 {alone} "
+            f'GROUP BY suite, "case"').fetchall()
+        self.db.unregister("wanted")
+        return {(suite, case): float(seconds) for suite, case, seconds in found}
 
     def stats(self) -> dict:
         """Files and rows held, and the index's size on disk."""

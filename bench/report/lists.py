@@ -242,7 +242,8 @@ def _run_record(run: Run) -> dict:
 
 
 def _plan_text(run: Run) -> str:
-    """'est. 4.8 min, took 3.7 min, budget 10.0 min, 3 left out' (schema 3), else —."""
+    """'est. 4.8 min, took 3.7 min, budget 10.0 min, 3 left out' (schema 3), else —;
+    a run of shards: the shards' sums, 'over 4 shards (longest took 1.1 min)'."""
     plan = run.plan
     if not plan or not has(plan.get("estimate_seconds")):
         return NO_VALUE
@@ -251,6 +252,9 @@ def _plan_text(run: Run) -> str:
         text += f", took {fmt.format_minutes(float(plan['elapsed_seconds']))}"
     if has(plan.get("budget_seconds")):
         text += f", budget {fmt.format_minutes(float(plan['budget_seconds']))}"
+    if has(plan.get("longest_shard_seconds")):  # shards merged: their sums, and the longest
+        text += (f" over {plan['shards_with_plan']} shards (longest took "
+                 f"{fmt.format_minutes(float(plan['longest_shard_seconds']))})")
     if run.not_run:
         text += f", {len(run.not_run)} left out"
     return text

@@ -44,7 +44,8 @@ def merge_shards(runs: Sequence, log) -> tuple[list, dict[str, tuple[object, str
         name = f"{group}[shards {','.join(map(str, present))} of {count}]"  # no "/": a name
         statuses = [r.status for r in parts]
         first = min(parts, key=lambda r: r.datetime)
-        machine = dict(first.machine, shard=None, shards_found=present, shard_count=count)
+        machine = dict(first.machine, shard=None, shards_found=present, shard_count=count,
+                       plan=merged_plan(parts))
         merged = dataclasses.replace(
             first, path=Path(first.path.parent) / name, machine=machine,
             cases=sum(r.cases for r in parts),
@@ -64,6 +65,28 @@ def merge_shards(runs: Sequence, log) -> tuple[list, dict[str, tuple[object, str
             placed.add(id(merged))
             result.append(merged)
     return result, renamed
+
+
+def merged_plan(parts: Sequence) -> dict | None:
+    """The plans of a run's shards as one: estimates, times and budgets summed (the
+    machine time the run took), cases and leave-outs counted, and the longest shard's
+    time (the wall time where the shards ran side by side); None where no shard has one."""
+    plans = [r.machine.get("plan") for r in parts if isinstance(r.machine.get("plan"), dict)]
+    if not plans:
+        return None
+
+    def total(key: str) -> float | None:
+        values = [p.get(key) for p in plans]
+        numbers = [float(v) for v in values if isinstance(v, (int, float))
+                   and not isinstance(v, bool)]
+        return round(sum(numbers), 1) if numbers and len(numbers) == len(values) else None
+
+    elapsed = [float(p["elapsed_seconds"]) for p in plans
+               if isinstance(p.get("elapsed_seconds"), (int, float))]
+    return {**plans[0], **{key: total(key) for key in (
+        "cases", "left_out", "estimate_seconds", "elapsed_seconds", "budget_seconds")},
+        "shards_with_plan": len(plans),
+        "longest_shard_seconds": round(max(elapsed), 1) if elapsed else None}
 
 
 def relabel(frame: pd.DataFrame, renamed: dict[str, tuple[object, str]]) -> pd.DataFrame:
