@@ -703,7 +703,10 @@ def test_outputs_written_to_out(tmp_path, capsys):
     out_dir = tmp_path / "report"
     code, out, err = run_cli(capsys, RESULTS, "--out", out_dir)
     assert code == 0 and warning_lines(err) == []
-    assert "## Training throughput" in out and f"wrote {out_dir / 'REPORT.md'}" in out
+    # The terminal gets the summary and where the rest is, not every table.
+    assert "## Summary" in out and "## Training throughput" not in out
+    assert f"is in {out_dir / 'REPORT.md'} and {out_dir / 'REPORT.html'}: Verdicts" in out
+    assert f"wrote {out_dir / 'REPORT.md'}" in out
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == ["REPORT.html", "REPORT.md", "report.csv", "speedup_precision_xla.png",
                      "throughput_vs_batch.png", "time_to_accuracy.png"]  # no temp files left
@@ -719,6 +722,15 @@ def test_outputs_written_to_out(tmp_path, capsys):
     assert len(csv) == len(select_newest(load_results([RESULTS], WarningLog()).benchmarks))
     assert len(csv.loc[0, "raw_rounds"].split()) == csv.loc[0, "rounds"]
     assert file_digests(RESULTS) == before  # result files untouched
+
+
+def test_print_full_prints_the_report_and_none_only_what_was_written(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, RESULTS, "--out", tmp_path, "--no-plots", "--print", "full")
+    assert code == 0 and out.startswith((tmp_path / "REPORT.md").read_text())
+    code, out, _ = run_cli(capsys, RESULTS, "--out", tmp_path, "--no-plots", "--no-html",
+                           "--print", "none")
+    assert code == 0 and out.splitlines() == [
+        f"wrote {tmp_path / 'REPORT.md'}, {tmp_path / 'report.csv'}"]
 
 
 def test_plots_skipped_without_matplotlib(tmp_path, capsys, monkeypatch):
@@ -745,7 +757,8 @@ def test_other_suite_gets_a_generic_table(tmp_path, capsys):
         benchmarks.append(make_fixtures.make_benchmark(info, [seconds * f for f in
                                                               (0.99, 1.0, 1.01)]))
     write_run(tmp_path / "in", AMD, "2026-11-27T07:00:00+00:00", benchmarks)
-    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--no-plots")
+    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--print",
+                             "full", "--no-plots")
     assert code == 0 and warning_lines(err) == []
     section = out.split("## Suite custom")[1].split("## ")[0]
     assert "| variant" in section
@@ -808,7 +821,8 @@ def test_machines_table_lists_each_backends_calibration(tmp_path, capsys):
         document["machine_info"]["fashion_bench"]["backend"] = backend
         document["machine_info"]["fashion_bench"]["calibration_gflops"] = {"cpu": gflops}
         path.write_text(json.dumps(document))
-    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--no-plots")
+    code, out, err = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--print",
+                             "full", "--no-plots")
     assert code == 0, err
     [row] = [line for line in out.splitlines() if line.startswith(f"| {AMD} ")]
     assert "jax: cpu 290; tensorflow: cpu 450" in row
@@ -861,12 +875,14 @@ def test_schema1_rows_get_the_defaults_of_a_schema1_run(results):
 
 
 def test_synthetic_runs_are_left_out_unless_asked(tmp_path, capsys):
-    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "a", "--no-plots")
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "a", "--print", "full",
+                             "--no-plots")
     assert code == 0 and warning_lines(err) == []
     notes = [line for line in out.splitlines() if "synthetic" in line and "wrote" not in line]
     assert notes == ["Note: 1 run on synthetic data left out (`--include-synthetic` includes it)."]
     assert "synthetic/" not in (tmp_path / "a" / "report.csv").read_text()
-    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "b", "--no-plots",
+    code, out, err = run_cli(capsys, RESULTS_V2, "--out", tmp_path / "b", "--print", "full",
+                             "--no-plots",
                              "--include-synthetic")
     assert code == 0 and "synthetic data left out" not in out.split("## Machines")[0]
     assert "| synthetic " in out  # the Runs table lists it, data = synthetic
@@ -983,7 +999,7 @@ def test_report_publishes_the_journal_of_a_dead_run_marked_incomplete(tmp_path, 
     journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
     code, out, err = run_cli(capsys, tmp_path / "results", "--out", tmp_path / "out",
-                             "--no-plots")
+                             "--print", "full", "--no-plots")
     assert code == 0 and not journal.exists()
     [published] = folder.glob("*.json")
     assert "recovered" in err and str(published) in err

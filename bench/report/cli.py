@@ -25,6 +25,7 @@ from bench.report.index import INDEX_ENV, IndexUnavailable, ResultsIndex
 from bench.report.loader import WarningLog
 from bench.report.modes import (
     EXIT_BAD_INPUT,
+    PRINT_MODES,
     REPORT_CSV,
     REPORT_MD,
     make_history,
@@ -42,15 +43,20 @@ Report on fashion-bench results, or gate a change on them.
 
 Report mode reads every result file (pytest-benchmark JSON with the fashion-bench
 machine block) under PATHS, searched recursively for *.json, and:
-  * prints markdown tables: training throughput, inference throughput, latency
-    p50/p90/p99, time to accuracy, compile time, share of calibrated peak, mixed
-    precision and XLA / torch.compile speedups, scaling, reference loops and
-    energy (when present) and failures; rows are cases (model, batch, precision,
+  * writes REPORT.md: first the summary (each machine/device against one
+    reference, --relative-to: its speed ratio over the cases both ran with a 99%
+    interval from the run-to-run spread, and a verdict: faster, slower, same or
+    undecided at --threshold), the verdicts case by case, then markdown tables:
+    training throughput, inference throughput, latency p50/p90/p99, time to
+    accuracy, compile time, share of calibrated peak, mixed precision and XLA /
+    torch.compile speedups, scaling, reference loops and energy (when present),
+    the run-to-run spread and failures; rows are cases (model, batch, precision,
     XLA / torch.compile on or off, backend), columns machine/device labels such as
     amd-epyc-2c/cpu, cells the median with its spread ("276k/s ±2.0%": ± is the
-    interquartile range of the rounds as % of the median), then speedup columns
-    relative to one machine/device (--relative-to);
-  * writes REPORT.md, report.csv (every row of the newest run of each case per
+    interquartile range of the rounds as % of the median);
+  * prints the summary and any warnings, and where the rest is (--print full:
+    all of REPORT.md; --print none: only the files written);
+  * writes report.csv (every row of the newest run of each case per
     machine, with its raw rounds; --all-runs: of every run) and the plots
     throughput_vs_batch.png, speedup_precision_xla.png and time_to_accuracy.png
     and REPORT.html (interactive, self-contained, opens offline) into --out.
@@ -160,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-plots", action="store_true",
         help="do not draw the PNG plots (they are skipped with a warning anyway when "
              "matplotlib is missing)")
+    parser.add_argument(
+        "--print", dest="print_mode", choices=PRINT_MODES, default="summary",
+        help="what report mode prints: summary (the default: REPORT.md's opening, its "
+             "Summary and Warnings sections, and the other sections' names), full (all of "
+             "REPORT.md, which over many machines runs to thousands of lines) or none "
+             "(only the files written)")
     parser.add_argument(
         "--no-html", action="store_true",
         help="do not write REPORT.html, the interactive page (one self-contained file "
@@ -275,4 +287,5 @@ def _run(args, log: WarningLog, threshold: float, index: ResultsIndex | None) ->
         return status
     return make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
                        args.all_runs, not args.no_plots, log, args.include_synthetic,
-                       args.strict, args.threshold, not args.no_html, index)
+                       args.strict, args.threshold, not args.no_html, index,
+                       args.print_mode)

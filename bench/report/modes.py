@@ -167,13 +167,44 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
     return "\n\n".join(parts) + "\n"
 
 
+#: What report mode prints (``--print``).
+PRINT_MODES = ("summary", "full", "none")
+#: The sections ``--print summary`` prints whole; the others are named.
+TERMINAL_SECTIONS = ("Summary", "Warnings")
+
+
+def terminal_text(report: str, mode: str, where: Sequence[Path]) -> str:
+    """What report mode prints: ``full`` the whole report; ``none`` nothing; ``summary``
+    its opening (title, what was read, notes), the sections :data:`TERMINAL_SECTIONS`,
+    and a line naming the other sections and ``where`` they are (REPORT.md, the page)."""
+    if mode == "none":
+        return ""
+    if mode == "full":
+        return report
+    opening, *sections = report.split("\n## ")
+    kept, others = [opening.rstrip("\n")], []
+    for section in sections:
+        title = section.split("\n", 1)[0].strip()
+        if title in TERMINAL_SECTIONS:
+            kept.append("## " + section.rstrip("\n"))
+        else:
+            others.append(title)
+    if others:
+        lines = report.count("\n")
+        kept.append(f"The rest of the report ({lines} lines) is in "
+                    f"{' and '.join(map(str, where))}: {', '.join(others)}. "
+                    f"`--print full` prints all of it here.")
+    return "\n\n".join(kept)
+
+
 def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: str | None,
                 all_runs: bool, draw_plots: bool, log: WarningLog,
                 include_synthetic: bool = False, strict: bool = False,
                 threshold: float = DEFAULT_THRESHOLD, html: bool = True,
-                index: ResultsIndex | None = None) -> int:
-    """Report mode: load, print the report, write the outputs; returns the exit status.
-    ``index``: the results index to read through (None: the files)."""
+                index: ResultsIndex | None = None, print_mode: str = "summary") -> int:
+    """Report mode: load, write the outputs, print the report (``print_mode``: see
+    :func:`terminal_text`); returns the exit status. ``index``: the results index to read
+    through (None: the files)."""
     recover_journals(paths)
     results = load_results(paths, log, include_synthetic, index)
     notes = report_notes(results)
@@ -191,7 +222,6 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     summary = summarize(verdicts, results.benchmarks, threshold, figures=figures)
     report = build_report(results, selected, reference, all_runs, log.messages, notes,
                           threshold, verdicts, summary)
-    print(report)
     written = []
     try:
         for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(
@@ -209,6 +239,9 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     except OSError as error:
         print(f"error: cannot write to {out_dir}: {error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    text = terminal_text(report, print_mode, [p for p in written if p.suffix in (".md", ".html")])
+    if text:
+        print(text)
     print("wrote " + ", ".join(str(path) for path in written))
     spoiled = int(spoiled_mask(selected).sum())
     if strict and spoiled:
