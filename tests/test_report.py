@@ -1242,3 +1242,27 @@ def test_every_ratio_plot_has_a_log_axis_and_its_legend_off_the_data(newest):
     points = sum(len(line.get_xdata()) for a in panels for line in a.get_lines()
                  if line.get_marker() not in (None, "None", "", "_"))
     assert points >= len(pairs)  # one point per pair, none averaged across cases
+
+
+def test_a_fleets_intro_names_a_few_machines_and_counts_its_unfinished_runs():
+    from bench.report import modes
+    from bench.report.loader import ResultSet, Run
+    from bench.report.text import listed
+
+    assert listed(["a", "b"]) == "`a`, `b`"
+    assert listed(map(str, range(20))) == ", ".join(f"`{i}`" for i in range(8)) + " and 12 more"
+    when = pd.Timestamp(2026, 1, 1, tz="UTC")
+
+    def runs(count: int) -> list:
+        return [Run(Path(f"r/m{i % 10}/{i}.json"), f"m{i % 10}", when, {}, 3, [],
+                    status="interrupted" if i % 3 else "incomplete") for i in range(count)]
+
+    few = modes.report_notes(ResultSet(pd.DataFrame(), pd.DataFrame(), runs(4)))
+    assert len(few) == 4 and "run `1.json` of `m1` was interrupted" in few[1]
+    many = modes.report_notes(ResultSet(pd.DataFrame(), pd.DataFrame(), runs(30)))
+    assert many == [
+        "20 runs on 10 machines (`m0`, `m1`, `m2`, `m3`, `m4`, `m5`, `m6`, `m7` and 2 more) "
+        "were interrupted (Ctrl-C): each holds the cases finished before (see Runs).",
+        "10 runs on 10 machines (`m0`, `m1`, `m2`, `m3`, `m4`, `m5`, `m6`, `m7` and 2 more) "
+        "are incomplete (their process died; the cases finished were recovered from the "
+        "journal): each holds the cases finished before (see Runs)."]

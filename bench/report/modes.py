@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report import lists, tables
+from bench.report import text as fmt
 from bench.report.compare import run_spread
 from bench.report.history import find_steps, history_frame, render_history
 from bench.report.index import ResultsIndex
@@ -56,6 +57,10 @@ def recover_journals(paths: Sequence[str | Path]) -> None:
               f"files as they are", file=sys.stderr)
 
 
+#: Runs that did not complete named one by one under the intro; past it, counted.
+MAX_RUN_NOTES = 6
+
+
 def report_notes(results: ResultSet) -> list[str]:
     """Lines under the report's intro: runs left out, runs that did not complete."""
     notes = []
@@ -63,12 +68,24 @@ def report_notes(results: ResultSet) -> list[str]:
         count = results.synthetic_left_out
         notes.append(f"{count} run{'s' if count != 1 else ''} on synthetic data left out "
                      f"(`--include-synthetic` includes {'them' if count != 1 else 'it'}).")
-    for run in results.runs:
+    unfinished = [run for run in results.runs if run.status in ("incomplete", "interrupted")]
+    if len(unfinished) > MAX_RUN_NOTES:  # a fleet's: counted, not listed one by one
+        for status, how in (("interrupted", "were interrupted (Ctrl-C)"),
+                            ("incomplete", "are incomplete (their process died; the cases "
+                                           "finished were recovered from the journal)")):
+            mine = [run for run in unfinished if run.status == status]
+            machines = sorted({run.machine_id for run in mine})
+            if mine:
+                notes.append(f"{len(mine)} runs on {len(machines)} machine"
+                             f"{'s' if len(machines) != 1 else ''} ({fmt.listed(machines)}) "
+                             f"{how}: each holds the cases finished before (see Runs).")
+        return notes
+    for run in unfinished:
         if run.status == "incomplete":
             notes.append(f"run `{run.path.name}` of `{run.machine_id}` is incomplete: its "
                          f"process died and the {run.cases} case(s) it finished "
                          f"were recovered from its journal (see Runs).")
-        elif run.status == "interrupted":
+        else:
             notes.append(f"run `{run.path.name}` of `{run.machine_id}` was interrupted "
                          f"(Ctrl-C): it holds the {run.cases} case(s) finished "
                          f"before (see Runs).")
@@ -137,7 +154,7 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         "# Fashion-MNIST benchmark report",
         f"{runs} run{'s' if runs != 1 else ''} on {len(machine_ids)} machine"
         f"{'s' if len(machine_ids) != 1 else ''} "
-        f"({', '.join(f'`{m}`' for m in machine_ids) or 'none'}); "
+        f"({fmt.listed(machine_ids) or 'none'}); "
         f"{labels} machine/device column{'s' if labels != 1 else ''}. "
         + selection_phrase(all_runs),
         f"Speedups are relative to `{reference}` (`--relative-to` changes it)." if reference

@@ -92,7 +92,7 @@ def left_out_line(selected: pd.DataFrame, verdicts: pd.DataFrame, reference: str
     parts = []
     if labels - compared:
         parts.append(f"no case in common with the reference: "
-                     f"{', '.join(f'`{label}`' for label in sorted(labels - compared))}")
+                     f"{fmt.listed(sorted(labels - compared))}")
     if not selected.empty:
         others = selected[selected["label"] != reference]
         shown = {(r["label"], r["suite"], setting_of(r["case"]))

@@ -123,3 +123,16 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
 def format_minutes(seconds: float) -> str:
     """A run's length: '45 s', '12.5 min'."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+#: Names a line lists before "and N more" (the report's intro and summary over a fleet).
+LIST_LIMIT = 8
+
+
+def listed(names: Iterable[object], limit: int = LIST_LIMIT) -> str:
+    """Names in backticks, comma-separated; past ``limit``, the first ones and "and N more"
+    (200 machine ids make no line anyone reads)."""
+    names = [f"`{name}`" for name in names]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
