@@ -279,3 +279,25 @@ def test_runs_table_lists_each_machines_newest_runs_and_counts_the_rest():
     rows = lists.run_rows(runs)
     assert [r["run"] for r in rows][:2] == ["(+5 older runs not listed)", "0005.json"]
     assert len(rows) == 1 + lists.RUNS_PER_MACHINE + 1 and rows[-1]["machine"] == "n"
+
+
+def test_detail_tables_show_at_most_max_columns_and_the_summary_all(tmp_path, capsys):
+    results = committed_copy(tmp_path)
+    full = report(capsys, results, tmp_path / "all", "--max-columns", "0")["REPORT.md"].decode()
+    assert full == report(capsys, results, tmp_path / "default")["REPORT.md"].decode()  # 4 < 12
+    text = report(capsys, results, tmp_path / "two", "--max-columns", "2")["REPORT.md"].decode()
+    assert "show 2 of the 4 machine/device columns (`--max-columns`, 2" in text
+
+    def section(report_text: str, title: str) -> str:
+        return report_text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+    assert section(text, "Summary") == section(full, "Summary")  # every machine/device
+    assert section(text, "Verdicts across machines") == section(full, "Verdicts across machines")
+    header = next(line for line in section(text, "Training throughput").splitlines()
+                  if line.startswith("| model"))
+    labels = [c.strip() for c in header.split("|") if c.strip().startswith("amd-")]
+    assert labels == ["amd-epyc-2c-5918da/cpu", "amd-epyc-2c-eb454c/cpu"], header
+    with pytest.raises(SystemExit) as exited:
+        main([str(results), "--out", str(tmp_path / "bad"), "--max-columns", "-1"])
+    assert exited.value.code == 2
+    assert "'-1' is not a whole number of 0 or more" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from bench.report.index import INDEX_ENV, IndexUnavailable, ResultsIndex
 from bench.report.loader import WarningLog
 from bench.report.modes import (
     EXIT_BAD_INPUT,
+    MAX_COLUMNS,
     PRINT_MODES,
     REPORT_CSV,
     REPORT_MD,
@@ -127,6 +128,18 @@ exit status:
 """
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more "
+                                         f"(e.g. 12; 0 shows all)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
@@ -172,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
              "Summary and Warnings sections, and the other sections' names), full (all of "
              "REPORT.md, which over many machines runs to thousands of lines) or none "
              "(only the files written)")
+    parser.add_argument(
+        "--max-columns", type=non_negative_int, default=MAX_COLUMNS, metavar="N",
+        help="the machine/device columns REPORT.md's detail tables (and its Runs, Not "
+             "run and run-to-run spread) show at most: past N, the reference and the N-1 the "
+             "verdicts compare on the most cases, with a note; the summary and verdicts "
+             f"always cover every one. 0 shows all (default: {MAX_COLUMNS})")
     parser.add_argument(
         "--no-html", action="store_true",
         help="do not write REPORT.html, the interactive page (one self-contained file "
@@ -288,4 +307,4 @@ def _run(args, log: WarningLog, threshold: float, index: ResultsIndex | None) ->
     return make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
                        args.all_runs, not args.no_plots, log, args.include_synthetic,
                        args.strict, args.threshold, not args.no_html, index,
-                       args.print_mode)
+                       args.print_mode, args.max_columns)

@@ -135,15 +135,36 @@ def not_run_count(runs: Sequence, all_runs: bool) -> int:
     return len(lists.not_run_rows(list(runs), all_runs))
 
 
+#: The machine/device columns the detail tables show at most (``--max-columns``).
+MAX_COLUMNS = 12
+
+
+def detail_labels(selected: pd.DataFrame, verdicts: pd.DataFrame, reference: str | None,
+                  max_columns: int) -> list[str] | None:
+    """The labels the detail tables show when there are more than ``max_columns`` (None:
+    all, within the limit or ``max_columns`` 0): the reference, then those the verdicts
+    compare with it on the most cases, then those with the most rows, ties by name."""
+    if selected.empty or not max_columns or selected["label"].nunique() <= max_columns:
+        return None
+    judged = verdicts["label"].value_counts() if not verdicts.empty else pd.Series(dtype=int)
+    rows = selected["label"].value_counts()
+    ranked = sorted(rows.index, key=lambda label: (
+        label != reference, -int(judged.get(label, 0)), -int(rows[label]), label))
+    return ranked[:max_columns]
+
+
 def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | None,
                  all_runs: bool, warnings: Sequence[str] = (), notes: Sequence[str] = (),
                  threshold: float = DEFAULT_THRESHOLD,
                  verdicts: pd.DataFrame | None = None,
-                 summary: pd.DataFrame | None = None) -> str:
+                 summary: pd.DataFrame | None = None,
+                 max_columns: int = MAX_COLUMNS) -> str:
     """REPORT.md: intro, the summary, the verdicts across machines, then every table of
     :mod:`bench.report.tables` and :mod:`bench.report.lists` with something to show, and
     the warnings. ``selected``: the rows the case tables show (select_runs); ``verdicts``:
-    :func:`machine_verdicts` over every run (computed when not given)."""
+    :func:`machine_verdicts` over every run (computed when not given); ``max_columns``:
+    the machine/device labels the detail tables, Runs, Not run and the run-to-run spread
+    show at most (:func:`detail_labels`; 0: all), the summary and verdicts covering every one."""
     if verdicts is None:
         verdicts = machine_verdicts(results.benchmarks, reference, threshold)
     if summary is None:
@@ -159,6 +180,21 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         + selection_phrase(all_runs),
         f"Speedups are relative to `{reference}` (`--relative-to` changes it)." if reference
         else "No speedups: no results."]
+    shown = detail_labels(selected, verdicts, reference, max_columns)
+    if shown is not None:
+        total = selected["label"].nunique()
+        notes = [*notes, (
+            f"the detail tables, Runs, Not run and the run-to-run spread show {len(shown)} "
+            f"of the {total} machine/device columns (`--max-columns`, {max_columns}; 0 shows "
+            f"all): the reference and those the verdicts compare on the most cases. The summary "
+            f"and the verdicts cover all {total}; REPORT.html and report.csv hold every "
+            f"one; a report over some machines' folders shows theirs.")]
+        detail = selected[selected["label"].isin(shown)]
+        machines = set(detail["machine_id"])
+        benchmarks = results.benchmarks[results.benchmarks["label"].isin(shown)]
+        shown_runs = [run for run in results.runs if run.machine_id in machines]
+    else:
+        detail, benchmarks, shown_runs = selected, results.benchmarks, results.runs
     if notes:
         intro.append("\n".join(f"Note: {note}" for note in notes))
     failures = current_failures(results, all_runs)
@@ -168,14 +204,14 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         not_run_count(results.runs, all_runs), len(failures), spoiled)]
     if (text := verdicts_section(verdicts, threshold)) is not None:
         parts.append(f"## Verdicts across machines\n\n{text}")
-    sections = [(lists.MACHINES, results.runs), (lists.RUNS, results.runs)]
-    sections += [(table, selected) for table in (
+    sections = [(lists.MACHINES, results.runs), (lists.RUNS, shown_runs)]
+    sections += [(table, detail) for table in (
         tables.TRAINING, tables.INFERENCE, tables.LATENCY, tables.TIME_TO_ACCURACY,
-        tables.COMPILE, tables.PEAK, lists.precision_xla_table(selected), lists.SCALING,
-        lists.REFERENCE_LOOPS, tables.ENERGY, *(tables.other_suite(name, selected) for name in
-        sorted(set(selected.get("suite", [])) - set(tables.DEDICATED_SUITES))))]
-    sections += [(lists.SPREAD, run_spread(results.benchmarks)),
-                 (lists.NOT_RUN, (results.runs, all_runs)),
+        tables.COMPILE, tables.PEAK, lists.precision_xla_table(detail), lists.SCALING,
+        lists.REFERENCE_LOOPS, tables.ENERGY, *(tables.other_suite(name, detail) for name in
+        sorted(set(detail.get("suite", [])) - set(tables.DEDICATED_SUITES))))]
+    sections += [(lists.SPREAD, run_spread(benchmarks)),
+                 (lists.NOT_RUN, (shown_runs, all_runs)),
                  (lists.FAILURES, failures)]
     parts += [f"## {table.title}\n\n{text}" for table, data in sections
               if (text := tables.render(table, data, reference, all_runs)) is not None]
@@ -218,7 +254,8 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
                 all_runs: bool, draw_plots: bool, log: WarningLog,
                 include_synthetic: bool = False, strict: bool = False,
                 threshold: float = DEFAULT_THRESHOLD, html: bool = True,
-                index: ResultsIndex | None = None, print_mode: str = "summary") -> int:
+                index: ResultsIndex | None = None, print_mode: str = "summary",
+                max_columns: int = MAX_COLUMNS) -> int:
     """Report mode: load, write the outputs, print the report (``print_mode``: see
     :func:`terminal_text`); returns the exit status. ``index``: the results index to read
     through (None: the files)."""
@@ -238,7 +275,7 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     verdicts = machine_verdicts(results.benchmarks, reference, threshold, figures)
     summary = summarize(verdicts, results.benchmarks, threshold, figures=figures)
     report = build_report(results, selected, reference, all_runs, log.messages, notes,
-                          threshold, verdicts, summary)
+                          threshold, verdicts, summary, max_columns)
     written = []
     try:
         for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(
