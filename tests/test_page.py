@@ -357,6 +357,25 @@ def test_selector_filters_charts_and_tables(browser, synthetic_page):
 
 
 @browser_only
+def test_a_fleets_long_table_shows_its_first_rows_and_a_button_for_the_rest(
+        browser, synthetic, tmp_path):
+    results, selected = synthetic
+    many = [dict(row, **{"machine/device": f"fleet-{n:03d}/cpu"})
+            for n in range(40) for row in summary_rows(selected)[:2]]  # 80 rows
+    path = page.write_page(tmp_path, selected, many, verdict_rows(), results.runs,
+                           "Fleet report", [], write_atomic, history_frame=results.benchmarks)
+    _open(browser, path)
+    assert _count(browser, "#summary tbody tr") == 60
+    button = browser.find_element("css selector", "#summary button.more")
+    assert button.text.startswith("show all 80 rows (20 more not shown")
+    button.click()
+    _wait(browser, lambda: _count(browser, "#summary tbody tr") == 80, 5)
+    assert not browser.find_elements("css selector", "#summary button.more")
+    assert _count(browser, "#verdicts tbody tr") == 4  # under the limit: no button
+    assert not browser.find_elements("css selector", "#verdicts button.more")
+
+
+@browser_only
 def test_search_finds_a_case(browser, synthetic_page):
     _open(browser, synthetic_page)
     box = browser.find_element("id", "search")

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.report.text import LIST_LIMIT
+
 REPORT_HTML = "REPORT.html"
 ASSETS = Path(__file__).parent / "assets"
 #: Inlined in this order: vega-lite needs vega, vega-embed needs both.
@@ -301,8 +303,10 @@ def intro(data: dict) -> str:
     dates = sorted(run["datetime"][:10] for run in runs if run["datetime"])
     span = f", {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1] else \
         f", {dates[0]}" if dates else ""
+    named = ", ".join(machines[:LIST_LIMIT]) + (
+        f" and {len(machines) - LIST_LIMIT} more" if len(machines) > LIST_LIMIT else "")
     return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} on {len(machines)} machine"
-            f"{'s' if len(machines) != 1 else ''} ({', '.join(machines) or 'none'}){span}; "
+            f"{'s' if len(machines) != 1 else ''} ({named or 'none'}){span}; "
             f"{len(labels)} machine/device label{'s' if len(labels) != 1 else ''}, "
             f"{len({(p['label'], p['suite'], p['case']) for p in data['points']})} cases.")
 

@@ -266,6 +266,7 @@
     return String(a).localeCompare(String(b), undefined, { numeric: true });
   }
   /* A table with clickable headers: the first click sorts ascending, the next descending. */
+  const ROW_LIMIT = 60;
   function table(element, columns, rows, cell, emptyText) {
     element.textContent = "";
     if (!rows.length) {
@@ -298,11 +299,26 @@
         sortKey(b[sorting.column])));
     }
     const body = t.createTBody();
-    for (const row of ordered) {
+    // Over a fleet a table holds thousands of rows: the first ROW_LIMIT (in the order
+    // chosen), then a button for the rest; the filters narrow what there is to show.
+    const limit = element.showAll ? ordered.length : ROW_LIMIT;
+    for (const row of ordered.slice(0, limit)) {
       const tr = body.insertRow();
       row.forEach((value, index) => cell(tr.insertCell(), value, columns[index]));
     }
     element.appendChild(t);
+    if (ordered.length > limit) {
+      const more = document.createElement("button");
+      more.type = "button";
+      more.className = "more";
+      more.textContent = `show all ${ordered.length} rows (${ordered.length - limit} more ` +
+        "not shown; the filters above narrow them)";
+      more.addEventListener("click", () => {
+        element.showAll = true;
+        table(element, columns, rows, cell, emptyText);
+      });
+      element.appendChild(more);
+    }
   }
   function plainCell(td, value) {
     td.textContent = value === null || value === undefined ? "—" : String(value);
