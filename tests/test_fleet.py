@@ -304,3 +304,34 @@ def test_detail_tables_show_at_most_max_columns_and_the_summary_all(tmp_path, ca
         main([str(results), "--out", str(tmp_path / "bad"), "--max-columns", "-1"])
     assert exited.value.code == 2
     assert "'-1' is not a whole number of 0 or more" in capsys.readouterr().err
+
+
+def test_commit_keeps_the_runs_of_one_commit_and_names_the_others_when_none(tmp_path, capsys):
+    results = tmp_path / "in"
+    for machine in ("amd-epyc-2c-5918da", "amd-epyc-2c-eb454c"):
+        for number, path in enumerate(sorted((COMMITTED / machine).glob("*.json"))[:2]):
+            document = json.loads(path.read_text())
+            document["commit_info"]["id"] = ("aaaa" if number == 0 else "bbbb") + "0" * 36
+            (results / machine).mkdir(parents=True, exist_ok=True)
+            (results / machine / path.name).write_text(json.dumps(document))
+    code = main([str(results), "--out", str(tmp_path / "a"), "--no-plots", "--commit", "aaaa"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Note: only the runs of commit aaaa (`--commit`): 2 of the 4 runs read." in out
+    assert "Every run measured one commit, `aaaa000000`." in out
+    csv = (tmp_path / "a" / "report.csv").read_text()
+    runs = {line.split(",")[3] for line in csv.splitlines()[1:]}
+    assert len(runs) == 2  # one run of each machine, the first (commit aaaa)
+    # Without --commit both commits count, and the caption says how to keep one.
+    assert main([str(results), "--out", str(tmp_path / "b"), "--no-plots"]) == 0
+    assert "`--commit` keeps one" in capsys.readouterr().out
+    code = main([str(results), "--out", str(tmp_path / "c"), "--commit", "cccc"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no run measured cccc; the runs read measured" in err
+    assert "aaaa000000 (2 runs)" in err and "bbbb000000 (2 runs)" in err
+    assert not (tmp_path / "c").exists()  # nothing written
+    for bad in (["--commit", "main"], ["--commit", "abcd", "--history"]):
+        with pytest.raises(SystemExit) as exited:
+            main([str(results), *bad])
+        assert exited.value.code == 2
+    assert "'main' is not a commit id" in capsys.readouterr().err

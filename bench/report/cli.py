@@ -34,6 +34,7 @@ from bench.report.modes import (
     recover_journals,
     update_index,
 )
+from bench.report.selection import parse_commits
 from bench.report.verdicts import DEFAULT_THRESHOLD
 
 DEFAULT_RESULTS = Path("results")
@@ -128,6 +129,14 @@ exit status:
 """
 
 
+def parse_commit_option(text: str) -> list[str]:
+    """argparse type of ``--commit``: :func:`bench.report.selection.parse_commits`."""
+    try:
+        return parse_commits(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number, 0 or more."""
     try:
@@ -185,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
              "Summary and Warnings sections, and the other sections' names), full (all of "
              "REPORT.md, which over many machines runs to thousands of lines) or none "
              "(only the files written)")
+    parser.add_argument(
+        "--commit", type=parse_commit_option, default=(), metavar="REV[,REV...]",
+        help="report mode: only the runs that measured these commits (ids or prefixes of 4 "
+             "or more hex digits, comma-separated), so machines compare on the same code. "
+             "By default every run counts, whatever its commit. No run of them: exit 2, "
+             "naming the commits there are. Example: --commit 39bb0c7")
     parser.add_argument(
         "--max-columns", type=non_negative_int, default=MAX_COLUMNS, metavar="N",
         help="the machine/device columns REPORT.md's detail tables (and its Runs, Not "
@@ -262,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.commit and (args.compare or args.history or args.index_only):
+        parser.error("--commit chooses the runs of report mode; the gate (--compare) takes "
+                     "its sides as given and --history orders the commits itself")
     if args.compare and args.paths:
         parser.error("PATHS cannot be combined with --compare; give the two sides as OLD NEW")
     if args.compare and args.history:
@@ -307,4 +325,4 @@ def _run(args, log: WarningLog, threshold: float, index: ResultsIndex | None) ->
     return make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,
                        args.all_runs, not args.no_plots, log, args.include_synthetic,
                        args.strict, args.threshold, not args.no_html, index,
-                       args.print_mode, args.max_columns)
+                       args.print_mode, args.max_columns, args.commit)

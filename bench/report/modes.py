@@ -26,6 +26,7 @@ from bench.report.page import write_page
 from bench.report.plots import write_history_plots, write_plots
 from bench.report.selection import (
     current_failures,
+    only_commits,
     select_runs,
     selection_phrase,
     spoiled_mask,
@@ -201,7 +202,8 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
     spoiled = int(spoiled_mask(results.benchmarks).sum()) if not results.benchmarks.empty else 0
     parts = intro + ["## Summary\n\n" + summary_section(
         selected, verdicts, summary, reference, threshold,
-        not_run_count(results.runs, all_runs), len(failures), spoiled)]
+        not_run_count(results.runs, all_runs), len(failures), spoiled,
+        {(run.commit or "unknown").rstrip("+") for run in results.runs})]
     if (text := verdicts_section(verdicts, threshold)) is not None:
         parts.append(f"## Verdicts across machines\n\n{text}")
     sections = [(lists.MACHINES, results.runs), (lists.RUNS, shown_runs)]
@@ -255,13 +257,23 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
                 include_synthetic: bool = False, strict: bool = False,
                 threshold: float = DEFAULT_THRESHOLD, html: bool = True,
                 index: ResultsIndex | None = None, print_mode: str = "summary",
-                max_columns: int = MAX_COLUMNS) -> int:
+                max_columns: int = MAX_COLUMNS, commits: Sequence[str] = ()) -> int:
     """Report mode: load, write the outputs, print the report (``print_mode``: see
     :func:`terminal_text`); returns the exit status. ``index``: the results index to read
     through (None: the files)."""
     recover_journals(paths)
     results = load_results(paths, log, include_synthetic, index)
+    if commits:
+        read = len(results.runs)
+        try:
+            results = only_commits(results, list(commits))
+        except ValueError as error:
+            print(f"error: --commit: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     notes = report_notes(results)
+    if commits:
+        notes.insert(0, f"only the runs of commit {', '.join(commits)} (`--commit`): "
+                        f"{len(results.runs)} of the {read} runs read.")
     if results.empty:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)

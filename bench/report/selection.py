@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -121,3 +123,44 @@ def spoiled_mask(frame: pd.DataFrame) -> pd.Series:
             else:
                 mask |= column.map(lambda v: v is True or v is np.True_).astype(bool)
     return mask
+
+
+def parse_commits(text: str) -> list[str]:
+    """``--commit``'s value: commit ids or prefixes (4 to 40 hex digits), comma-separated;
+    ValueError naming the bad one."""
+    prefixes = [part.strip().lower() for part in text.split(",") if part.strip()]
+    bad = [p for p in prefixes if not re.fullmatch(r"[0-9a-f]{4,40}", p)]
+    if not prefixes or bad:
+        raise ValueError(f"{(bad or [text])[0]!r} is not a commit id (4 to 40 hex digits, "
+                         f"e.g. 39bb0c7; several: 39bb0c7,0ea3f8b)")
+    return prefixes
+
+
+def only_commits(results: ResultSet, prefixes: list[str]) -> ResultSet:
+    """The runs (with their rows and failures) that measured a commit starting with one of
+    ``prefixes`` (a run with uncommitted changes, ``abc+``, counts as its commit).
+    ValueError when none did, naming the commits there are (newest first)."""
+    def matches(commit: str | None) -> bool:
+        return bool(commit) and any(commit.rstrip("+").lower().startswith(p) for p in prefixes)
+
+    keep = [run for run in results.runs if matches(run.commit)]
+    if not keep:
+        newest: dict[str, tuple] = {}
+        for run in results.runs:
+            commit = (run.commit or "unknown").rstrip("+")
+            key = commit[:10] if re.fullmatch(r"[0-9a-fA-F]+", commit) else commit
+            when, count = newest.get(key, (run.datetime, 0))
+            newest[key] = (max(when, run.datetime), count + 1)
+        listed = sorted(newest.items(), key=lambda item: item[1][0], reverse=True)
+        there = ", ".join(f"{commit} ({count} run{'s' if count != 1 else ''})"
+                          for commit, (_, count) in listed[:8])
+        more = f" and {len(listed) - 8} more" if len(listed) > 8 else ""
+        raise ValueError(f"no run measured {', '.join(prefixes)}; the runs read measured "
+                         f"{there or 'nothing'}{more}")
+    files = {str(run.path) for run in keep}
+    frame, failures = results.benchmarks, results.failures
+    return ResultSet(frame[frame["run_file"].astype(str).isin(files)].reset_index(drop=True)
+                     if not frame.empty else frame,
+                     failures[failures["run_file"].astype(str).isin(files)]
+                     .reset_index(drop=True) if not failures.empty else failures,
+                     keep, results.synthetic_left_out)

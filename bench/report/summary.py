@@ -35,15 +35,22 @@ def ratio_text(ratio: float, low: float, high: float) -> str:
     return f"{one(ratio)}× [{one(low)}–{one(high)}]"
 
 
-def _caption(reference: str, threshold: float) -> str:
+def _commits_phrase(commits: set[str] | None) -> str:
+    """What the summary's caption says of the commits the runs measured."""
+    if commits is not None and len(commits) == 1:
+        return f"Every run measured one commit, `{next(iter(commits))[:10]}`."
+    return ("Every run of a machine/device counts, whatever its commit: a code change "
+            "between the sides' runs is part of the difference (Runs lists the commits; "
+            "`--commit` keeps one).")
+
+
+def _caption(reference: str, threshold: float, commits: set[str] | None = None) -> str:
     return (f"_Each machine/device against `{reference}` (`--relative-to`): speed ratio "
             f"(above 1 = faster), the geometric mean over the cases both ran, with its 99% "
             f"interval from the run-to-run spread (one run a side: an assumed "
             f"{100 * math.expm1(ASSUMED_RUN_SD):.0f}% a run, so only a large difference "
-            f"decides); verdict at ±{100 * threshold:g}% (`--threshold`). Every run of a "
-            f"machine/device counts, whatever its commit: a code change between the sides' "
-            f"runs is part of the difference (Runs lists the commits). Every case: section "
-            f"Verdicts across machines._")
+            f"decides); verdict at ±{100 * threshold:g}% (`--threshold`). "
+            f"{_commits_phrase(commits)} Every case: section Verdicts across machines._")
 
 
 def _verdict_rows(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -112,11 +119,13 @@ def left_out_line(selected: pd.DataFrame, verdicts: pd.DataFrame, reference: str
 
 def summary_section(selected: pd.DataFrame, verdicts: pd.DataFrame, summary: pd.DataFrame,
                     reference: str | None, threshold: float, not_run: int = 0,
-                    failures: int = 0, spoiled: int = 0) -> str:
-    """The Summary section's body (without its heading): at most 40 lines."""
+                    failures: int = 0, spoiled: int = 0,
+                    commits: set[str] | None = None) -> str:
+    """The Summary section's body (without its heading): at most 40 lines. ``commits``:
+    the commits the runs measured (one: the caption names it)."""
     if reference is None:
         return "_No results._"
-    lines = [_caption(reference, threshold), ""]
+    lines = [_caption(reference, threshold, commits), ""]
     if summary.empty:
         lines.append("_No machine/device shares a case with the reference: no verdict._")
     else:
