@@ -423,3 +423,17 @@ def test_page_over_the_committed_results(browser, tmp_path, capsys):
     for chart in CHARTS:
         assert _points(browser, chart) > 0, f"chart {chart} drew no points"
     _screenshot(browser, SCREENSHOT)
+
+
+def test_the_runs_list_shows_the_newest_and_the_data_carries_no_run_list(synthetic_page):
+    records = [{"machine_id": f"m{i % 3}", "run": f"r{i}", "status": "complete",
+                "commit": None, "datetime": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}"}
+               for i in range(250)]
+    records.sort(key=lambda r: (r["machine_id"], r["datetime"]))
+    newest = page.newest_runs(records)
+    assert len(newest) == page.MAX_RUNS_LISTED
+    assert {r["run"] for r in newest} == {f"r{i}" for i in range(50, 250)}
+    assert newest == [r for r in records if r in newest]  # in their order
+    text = synthetic_page.read_text(encoding="utf-8")
+    data = json.loads(text.split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert "runs" not in data and "Runs read (" in text  # the list is HTML, not data

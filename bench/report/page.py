@@ -257,6 +257,19 @@ def run_records(runs: Iterable) -> list[dict]:
             for run in sorted(runs, key=lambda r: (r.machine_id, str(r.datetime), str(r.path)))]
 
 
+#: Runs the page's "Runs read" list shows at most, the newest (20,000 runs were 4 MB).
+MAX_RUNS_LISTED = 200
+
+
+def newest_runs(records: list[dict], limit: int = MAX_RUNS_LISTED) -> list[dict]:
+    """The newest ``limit`` of :func:`run_records`, in their order (machine, then time)."""
+    if len(records) <= limit:
+        return records
+    keep = set(sorted(range(len(records)), key=lambda i: records[i]["datetime"] or "",
+                      reverse=True)[:limit])
+    return [record for i, record in enumerate(records) if i in keep]
+
+
 def page_data(frame: pd.DataFrame, summary_rows: Sequence[dict], verdicts: pd.DataFrame,
               runs: Sequence, title: str, notes: Sequence[str],
               history_frame: pd.DataFrame | None = None) -> dict:
@@ -317,11 +330,15 @@ def render_page(data: dict) -> str:
     libraries = "\n".join(f"<script>{inline_script((ASSETS / name).read_text('utf-8'))}</script>"
                           for name in LIBRARIES)
     notes = "".join(f"<li>{_markup(note)}</li>" for note in data["notes"])
+    listed = newest_runs(data["runs"])
     runs = "".join(
         f"<tr><td>{html.escape(r['machine_id'])}</td><td>{html.escape(r['run'])}</td>"
         f"<td>{html.escape((r['datetime'] or '')[:19].replace('T', ' '))}</td>"
         f"<td>{html.escape(r['commit'] or '—')}</td><td>{html.escape(r['status'])}</td></tr>"
-        for r in data["runs"])
+        for r in listed)
+    runs_title = f"Runs read ({len(data['runs'])}" + (
+        f"; the newest {len(listed)} listed, every run in REPORT.md's Runs and the index)"
+        if len(listed) < len(data["runs"]) else ")")
     charts = "".join(
         f'<section class="chart"><h2>{html.escape(heading)}</h2><p class="caption">'
         f'{caption}</p>{extra}<div id="chart-{name}" class="view"></div></section>'
@@ -338,7 +355,7 @@ def render_page(data: dict) -> str:
 <body>
 <header><h1>{html.escape(data['title'])}</h1><p id="intro">{html.escape(intro(data))}</p>
 {f'<ul class="notes">{notes}</ul>' if notes else ''}
-<details><summary>Runs read ({len(data['runs'])})</summary><table class="runs"><thead><tr>
+<details><summary>{html.escape(runs_title)}</summary><table class="runs"><thead><tr>
 <th>machine</th><th>run file</th><th>run (UTC)</th><th>commit</th><th>status</th></tr></thead>
 <tbody>{runs}</tbody></table></details></header>
 <nav id="filters" aria-label="filters">
@@ -358,7 +375,8 @@ beyond the threshold, same inside it, else undecided); setting = the case id wit
 device.</p><div id="verdicts"></div></section>
 {charts}
 </main>
-<script type="application/json" id="report-data">{script_json(data)}</script>
+<script type="application/json" id="report-data">{script_json(
+    {key: value for key, value in data.items() if key != "runs"})}</script>
 {libraries}
 <script>{(ASSETS / PAGE_SCRIPT).read_text(encoding="utf-8")}</script>
 </body></html>
