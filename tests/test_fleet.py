@@ -335,3 +335,23 @@ def test_commit_keeps_the_runs_of_one_commit_and_names_the_others_when_none(tmp_
             main([str(results), *bad])
         assert exited.value.code == 2
     assert "'main' is not a commit id" in capsys.readouterr().err
+
+
+def test_a_fleets_report_lists_every_machine_in_the_verdicts_and_a_few_in_the_summary(
+        tmp_path, capsys):
+    from bench.tools import fleet
+
+    fleet.build(tmp_path / "fleet", 40, 20, [str(COMMITTED)])
+    assert main([str(tmp_path / "fleet"), "--out", str(tmp_path / "out"), "--no-plots",
+                 "--no-html", "--no-index"]) == 0
+    out = capsys.readouterr().out
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "and 12 more)" in text.split("\n## ", 1)[0]  # the intro names 8 of 20 machines
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    more = int(re.search(r"…and (\d+) more machine/device\(s\): every one in section", summary)[1])
+    verdicts = text.split("## Verdicts across machines", 1)[1].split("\n## ", 1)[0]
+    first = verdicts.split("\n\n_Per case", 1)[0]
+    listed = {line.split("|")[1].strip() for line in first.splitlines()
+              if line.startswith("| `")}
+    assert len(listed) == 12 + more  # every machine/device compared, one row each
+    assert "The rest of the report" in out and "## Verdicts" not in out

@@ -204,7 +204,7 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         selected, verdicts, summary, reference, threshold,
         not_run_count(results.runs, all_runs), len(failures), spoiled,
         {(run.commit or "unknown").rstrip("+") for run in results.runs})]
-    if (text := verdicts_section(verdicts, threshold)) is not None:
+    if (text := verdicts_section(verdicts, threshold, summary)) is not None:
         parts.append(f"## Verdicts across machines\n\n{text}")
     sections = [(lists.MACHINES, results.runs), (lists.RUNS, shown_runs)]
     sections += [(table, detail) for table in (

@@ -134,8 +134,8 @@ def summary_section(selected: pd.DataFrame, verdicts: pd.DataFrame, summary: pd.
         lines.append(fmt.markdown_table(headers, rows[:MAX_MACHINES],
                                         ["l", "r", "r", "l"] + ["r"] * (len(headers) - 4)))
         if more > 0:
-            lines.append(f"\n…and {more} more machine/device(s): section Verdicts across "
-                         f"machines.")
+            lines.append(f"\n…and {more} more machine/device(s): every one in section "
+                         f"Verdicts across machines.")
     fastest = fastest_settings(selected)
     if fastest:
         lines += ["", "_Fastest setting of each machine/device (samples/s, the run the "
@@ -148,10 +148,21 @@ def summary_section(selected: pd.DataFrame, verdicts: pd.DataFrame, summary: pd.
     return "\n".join(lines)
 
 
-def verdicts_section(verdicts: pd.DataFrame, threshold: float) -> str | None:
-    """Every case's verdict, machine/device by machine/device (None when there is none)."""
+def verdicts_section(verdicts: pd.DataFrame, threshold: float,
+                     summary: pd.DataFrame | None = None) -> str | None:
+    """Every case's verdict, machine/device by machine/device (None when there is none);
+    first, where the summary listed only :data:`MAX_MACHINES` of them, every
+    machine/device's summary row."""
     if verdicts.empty:
         return None
+    overall = ""
+    if summary is not None and not summary.empty:
+        headers, rows = _verdict_rows(summary)
+        if len(rows) > MAX_MACHINES:
+            overall = ("_Every machine/device over all its cases and by suite (the summary "
+                       "lists the first " + str(MAX_MACHINES) + "):_\n\n" + fmt.markdown_table(
+                           headers, rows, ["l", "r", "r", "l"] + ["r"] * (len(headers) - 4))
+                       + "\n\n")
     ordered = verdicts.assign(_v=verdicts["verdict"].map(VERDICT_ORDER),
                               _s=verdicts["suite"].map(lambda s: fmt.order("suite", s))) \
         .sort_values(["label", "_v", "_s", "setting"], kind="stable")
@@ -165,7 +176,7 @@ def verdicts_section(verdicts: pd.DataFrame, threshold: float) -> str | None:
                f"contended and concurrent rows left out. Basis: the spread the interval "
                f"rests on: a side's own runs (3 or more), its machine's spread pooled over "
                f"cases, or the assumed {100 * math.expm1(ASSUMED_RUN_SD):.0f}% a run._")
-    return caption + "\n\n" + fmt.markdown_table(
+    return overall + caption + "\n\n" + fmt.markdown_table(
         ["machine/device", "suite", "setting", "verdict", "ratio [99%]", "runs", "basis"],
         rows, ["l", "l", "l", "l", "r", "r", "l"])
 
