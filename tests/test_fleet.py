@@ -355,3 +355,48 @@ def test_a_fleets_report_lists_every_machine_in_the_verdicts_and_a_few_in_the_su
               if line.startswith("| `")}
     assert len(listed) == 12 + more  # every machine/device compared, one row each
     assert "The rest of the report" in out and "## Verdicts" not in out
+
+
+def test_the_gate_over_a_fleet_lists_what_fails_and_counts_the_rest(tmp_path, capsys):
+    from bench.report import gate
+    from bench.tools import fleet
+
+    template = sorted((COMMITTED / "intel-xeon-2c-6bb9b7").glob("*.json"))[0]
+    fleet.build(tmp_path / "fleet", 120, 20, [str(template)])  # 6 runs of each machine
+    sides = {"old": tmp_path / "old", "new": tmp_path / "new"}
+    for machine in sorted((tmp_path / "fleet").iterdir()):
+        runs = sorted(machine.glob("*.json"))
+        for side, files in (("old", runs[:3]), ("new", runs[3:])):
+            (sides[side] / machine.name).mkdir(parents=True)
+            for path in files:
+                shutil.copy2(path, sides[side] / machine.name / path.name)
+    shutil.rmtree(sides["new"] / machine.name)  # one machine only in OLD
+    # One case made 3x slower on one machine in NEW: it fails the gate and is listed.
+    target = sorted((sides["new"] / "fleet-005-ef2d12").glob("*.json"))
+    for path in target:
+        document = json.loads(path.read_text())
+        for benchmark in document["benchmarks"]:
+            if benchmark["extra_info"]["case"] == "mlp-cpu-b128-fp32-xla" and \
+                    benchmark["extra_info"]["suite"] == "train":
+                benchmark["stats"] = {k: v * 3 if isinstance(v, float) else v
+                                      for k, v in benchmark["stats"].items()}
+                benchmark["stats"]["data"] = [x * 3 for x in benchmark["stats"]["data"]]
+        path.write_text(json.dumps(document))
+
+    def run(*options) -> tuple[int, str]:
+        code = main(["--compare", str(sides["old"]), str(sides["new"]), "--no-index",
+                     *options])
+        return code, capsys.readouterr().out
+
+    code, text = run()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "status" not in
+            line and not line.startswith("| -")]
+    total = int(re.search(r"…and (\d+) more row\(s\) not listed", text)[1]) + len(rows)
+    assert code == 1 and len(rows) <= gate.MAX_ROWS + 5 and total > 300, text[-3000:]
+    assert any(r.startswith("| slower") and "fleet-005-ef2d12" in r for r in rows)
+    assert "1 machine(s) only in OLD, not compared" in text and "fleet-019" in text
+    code, full = run("--print", "full")
+    assert code == 1 and "not listed" not in full
+    assert len([line for line in full.splitlines() if line.startswith("| ")]) == total + 2
+    code, verdict = run("--print", "none")
+    assert code == 1 and verdict.count("\n") == 1 and verdict.startswith("**FAIL**")

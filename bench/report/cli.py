@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="what report mode prints: summary (the default: REPORT.md's opening, its "
              "Summary and Warnings sections, and the other sections' names), full (all of "
              "REPORT.md, which over many machines runs to thousands of lines) or none "
-             "(only the files written)")
+             "(only the files written). The gate (--compare): summary lists every row that "
+             "fails it and 60 others, full every row, none the verdict line alone")
     parser.add_argument(
         "--commit", type=parse_commit_option, default=(), metavar="REV[,REV...]",
         help="report mode: only the runs that measured these commits (ids or prefixes of 4 "
@@ -319,7 +320,8 @@ def _run(args, log: WarningLog, threshold: float, index: ResultsIndex | None) ->
         recover_journals(args.compare)
         text, status = run_gate([args.compare[0]], [args.compare[1]], threshold, log,
                                 allow_missing=args.allow_missing, strict=args.strict,
-                                include_synthetic=args.include_synthetic, index=index)
+                                include_synthetic=args.include_synthetic, index=index,
+                                print_mode=args.print_mode)
         print(text, end="", file=sys.stderr if status == EXIT_BAD_INPUT else sys.stdout)
         return status
     return make_report(args.paths or [DEFAULT_RESULTS], args.out, args.relative_to,

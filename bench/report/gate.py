@@ -24,7 +24,13 @@ from bench.report.compare import (
 )
 from bench.report.loader import ResultSet, WarningLog, load_results
 from bench.report.modes import EXIT_BAD_INPUT
-from bench.report.text import NO_VALUE, format_run_spread, format_seconds, markdown_table
+from bench.report.text import (
+    NO_VALUE,
+    format_run_spread,
+    format_seconds,
+    listed,
+    markdown_table,
+)
 from bench.stats import FAILED, MISSING, SLOWER, UNDECIDED
 
 #: The gate's exit statuses; 2 (bad input) is the report's EXIT_BAD_INPUT.
@@ -87,16 +93,46 @@ def explain_rule(threshold: float, alpha: float = ALPHA) -> str:
         f"while other processes took the machine (contended, concurrent) are left out._")
 
 
+#: Rows the gate lists besides those that fail it (``--print full``: every row).
+MAX_ROWS = 60
+
+
+def listed_rows(table: pd.DataFrame, threshold: float, strict: bool, max_rows: int | None,
+                allow_missing: bool = False) -> tuple[pd.DataFrame, str]:
+    """The rows to list, in the table's order: every row that fails the gate (slower;
+    failed and missing unless ``allow_missing``; under ``strict`` the undecided leaning
+    slower too), and the first ``max_rows`` of the rest (None: all); and a line counting
+    those not listed."""
+    if max_rows is None or len(table) <= max_rows:
+        return table, ""
+    failing = table["status"].isin([SLOWER] if allow_missing else [SLOWER, FAILED, MISSING])
+    if strict:
+        failing |= leans_slower(table, threshold)
+    rest = table.index[~failing]
+    keep = failing.copy()
+    keep[rest[:max_rows]] = True
+    hidden = table[~keep]
+    if hidden.empty:
+        return table, ""
+    counts = hidden["status"].value_counts()
+    parts = ", ".join(f"{int(counts[s])} {s}" for s in STATUS_ORDER if s in counts)
+    return table[keep], (f"…and {len(hidden)} more row(s) not listed ({parts}); every row "
+                         f"that fails the gate is listed. `--print full` lists them all.")
+
+
 def render_comparison(table: pd.DataFrame, threshold: float, notes: Sequence[str] = (),
                       left_out: pd.DataFrame | None = None, allow_missing: bool = False,
-                      strict: bool = False, alpha: float = ALPHA) -> str:
-    """The gate's report: the rule, notes, the table, what was left out and the verdict."""
+                      strict: bool = False, alpha: float = ALPHA,
+                      max_rows: int | None = MAX_ROWS, verdict_only: bool = False) -> str:
+    """The gate's report: the rule, notes, the table (the rows :func:`listed_rows` keeps),
+    what was left out and the verdict; ``verdict_only``: the verdict line alone."""
     lines = [explain_rule(threshold, alpha), ""]
     lines += [f"- {note}" for note in notes]
     if notes:
         lines.append("")
+    shown, hidden_line = listed_rows(table, threshold, strict, max_rows, allow_missing)
     rows = []
-    for r in table.to_dict("records"):
+    for r in shown.to_dict("records"):
         relative = bool(r.get("relative"))
         rows.append([
             r["status"], r["machine_id"], r["suite"], r["case"],
@@ -113,13 +149,19 @@ def render_comparison(table: pd.DataFrame, threshold: float, notes: Sequence[str
              "spread OLD/NEW", "ratio", "p (needed)", "note"],
             rows, ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "l"]))
         lines.append("")
+    if hidden_line:
+        lines += [hidden_line, ""]
     if left_out is not None and not left_out.empty:
         lines.append(f"Left out: {len(left_out)} row(s) contended or concurrent "
                      f"(timed while other processes took the machine):")
         lines.append("")
+        spoiled = left_out if max_rows is None else left_out.head(max_rows)
         lines.append(markdown_table(
             ["side", "machine", "run", "suite", "case", "why"],
-            [[str(v) for v in r] for r in left_out.itertuples(index=False)], ["l"] * 6))
+            [[str(v) for v in r] for r in spoiled.itertuples(index=False)], ["l"] * 6))
+        if len(spoiled) < len(left_out):
+            lines.append(f"\n…and {len(left_out) - len(spoiled)} more (`--print full` "
+                         f"lists them all).")
         lines.append("")
     counts = {s: int((table["status"] == s).sum()) if not table.empty else 0
               for s in STATUS_ORDER}
@@ -142,6 +184,8 @@ def render_comparison(table: pd.DataFrame, threshold: float, notes: Sequence[str
                  f"pass; --strict fails on them)")
     if allow_missing and (counts[MISSING] or counts[FAILED]):
         line += " (missing and failed cases allowed by --allow-missing)"
+    if verdict_only:
+        return line + "\n"
     lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -184,29 +228,43 @@ def _check_results(side: str, paths: Sequence[str | Path], results: ResultSet) -
                          f"{side} {where!r} holds no successful case (every case failed)")
 
 
+#: Unfinished runs of a side named one by one; past it, counted per status.
+MAX_RUN_NOTES = 6
+
+
 def side_notes(side: str, results: ResultSet) -> list[str]:
-    """Notes on one side: runs on synthetic data left out, incomplete runs used."""
+    """Notes on one side: runs on synthetic data left out, incomplete runs used (over
+    :data:`MAX_RUN_NOTES`, counted per status with a few machines named)."""
     notes = []
     if results.synthetic_left_out:
         notes.append(f"{side}: {results.synthetic_left_out} run(s) on synthetic data left "
                      f"out (--include-synthetic compares them)")
-    for run in results.runs:
-        if run.status != "complete":
-            notes.append(f"{side}: run `{run.path.name}` of `{run.machine_id}` is "
-                         f"{run.status}; its finished cases are used, the rest count as "
-                         f"missing")
+    unfinished = [run for run in results.runs if run.status != "complete"]
+    if len(unfinished) > MAX_RUN_NOTES:
+        for status in sorted({run.status for run in unfinished}):
+            mine = [run for run in unfinished if run.status == status]
+            machines = sorted({run.machine_id for run in mine})
+            notes.append(f"{side}: {len(mine)} runs on {len(machines)} machine(s) "
+                         f"({listed(machines)}) are {status}; their finished cases are "
+                         f"used, the rest count as missing")
+        return notes
+    for run in unfinished:
+        notes.append(f"{side}: run `{run.path.name}` of `{run.machine_id}` is "
+                     f"{run.status}; its finished cases are used, the rest count as "
+                     f"missing")
     return notes
 
 
 def run_gate(old_paths: Sequence[str | Path], new_paths: Sequence[str | Path], threshold: float,
              log: WarningLog, allow_missing: bool = False, strict: bool = False,
              include_synthetic: bool = False, alpha: float = ALPHA,
-             index: object = None) -> tuple[str, int]:
+             index: object = None, print_mode: str = "summary") -> tuple[str, int]:
     """Load both sides, compare and render; returns ``(text, exit status)``.
 
     Exit status 0 pass, 1 fail (see :func:`gate_exit_status`), 2 when a side names
     nothing or holds no results, or the sides share no machine id (the text is then one
-    ``error:`` line).
+    ``error:`` line). ``print_mode``: summary lists every row that fails the gate and
+    :data:`MAX_ROWS` of the others; full every row; none the verdict line alone.
     """
     try:
         _check_exists("OLD", old_paths)
@@ -225,10 +283,13 @@ def run_gate(old_paths: Sequence[str | Path], new_paths: Sequence[str | Path], t
     except GateInputError as error:
         return f"error: {error}\n", EXIT_BAD_INPUT
     notes = side_notes("OLD", old) + side_notes("NEW", new)
-    for machine_id in sorted(old_machines ^ new_machines):
-        side = "OLD" if machine_id in old_machines else "NEW"
-        notes.append(f"machine `{machine_id}` is only in {side}: not compared (results of "
-                     f"different machine ids are not comparable)")
+    for side, only in (("OLD", sorted(old_machines - new_machines)),
+                       ("NEW", sorted(new_machines - old_machines))):
+        if only:
+            notes.append(f"{len(only)} machine(s) only in {side}, not compared (results of "
+                         f"different machine ids are not comparable): {listed(only)}")
     table, left_out = compare_results(old, new, threshold, alpha)
-    text = render_comparison(table, threshold, notes, left_out, allow_missing, strict, alpha)
+    text = render_comparison(table, threshold, notes, left_out, allow_missing, strict, alpha,
+                             max_rows=None if print_mode == "full" else MAX_ROWS,
+                             verdict_only=print_mode == "none")
     return text, gate_exit_status(table, allow_missing, strict, threshold)
