@@ -338,12 +338,17 @@ def test_commit_keeps_the_runs_of_one_commit_and_names_the_others_when_none(tmp_
 
 
 def test_a_fleets_report_lists_every_machine_in_the_verdicts_and_a_few_in_the_summary(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
+    from bench.report import modes
     from bench.tools import fleet
 
+    plotted = []  # the plots draw the machine/devices the detail tables show, 12
+    monkeypatch.setattr(modes, "write_plots", lambda frame, *a: plotted.append(
+        set(frame["label"])) or [])
     fleet.build(tmp_path / "fleet", 40, 20, [str(COMMITTED)])
-    assert main([str(tmp_path / "fleet"), "--out", str(tmp_path / "out"), "--no-plots",
+    assert main([str(tmp_path / "fleet"), "--out", str(tmp_path / "out"),
                  "--no-html", "--no-index"]) == 0
+    assert len(plotted) == 1 and len(plotted[0]) == modes.MAX_COLUMNS
     out = capsys.readouterr().out
     text = (tmp_path / "out" / "REPORT.md").read_text()
     assert "and 12 more)" in text.split("\n## ", 1)[0]  # the intro names 8 of 20 machines

@@ -203,10 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
              "naming the commits there are. Example: --commit 39bb0c7")
     parser.add_argument(
         "--max-columns", type=non_negative_int, default=MAX_COLUMNS, metavar="N",
-        help="the machine/device columns REPORT.md's detail tables (and its Runs, Not "
-             "run and run-to-run spread) show at most: past N, the reference and the N-1 the "
-             "verdicts compare on the most cases, with a note; the summary and verdicts "
-             f"always cover every one. 0 shows all (default: {MAX_COLUMNS})")
+        help="the machine/device columns REPORT.md's detail tables (and the PNG plots, "
+             "Runs, Not run and the run-to-run spread) show at most: past N, the "
+             "reference and the N-1 the verdicts compare on the most cases, with a note; "
+             "the summary and verdicts always cover every one. 0 shows all (default: "
+             f"{MAX_COLUMNS})")
     parser.add_argument(
         "--no-html", action="store_true",
         help="do not write REPORT.html, the interactive page (one self-contained file "

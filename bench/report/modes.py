@@ -164,7 +164,7 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
     :mod:`bench.report.tables` and :mod:`bench.report.lists` with something to show, and
     the warnings. ``selected``: the rows the case tables show (select_runs); ``verdicts``:
     :func:`machine_verdicts` over every run (computed when not given); ``max_columns``:
-    the machine/device labels the detail tables, Runs, Not run and the run-to-run spread
+    the machine/device labels the detail tables, plots, Runs, Not run and run-to-run spread
     show at most (:func:`detail_labels`; 0: all), the summary and verdicts covering every one."""
     if verdicts is None:
         verdicts = machine_verdicts(results.benchmarks, reference, threshold)
@@ -185,11 +185,12 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
     if shown is not None:
         total = selected["label"].nunique()
         notes = [*notes, (
-            f"the detail tables, Runs, Not run and the run-to-run spread show {len(shown)} "
-            f"of the {total} machine/device columns (`--max-columns`, {max_columns}; 0 shows "
-            f"all): the reference and those the verdicts compare on the most cases. The summary "
-            f"and the verdicts cover all {total}; REPORT.html and report.csv hold every "
-            f"one; a report over some machines' folders shows theirs.")]
+            f"the detail tables, plots, Runs, Not run and the run-to-run spread show "
+            f"{len(shown)} of the {total} machine/device columns (`--max-columns`, "
+            f"{max_columns}; 0 shows all): the reference and those the verdicts compare on "
+            f"the most cases. The summary and the verdicts cover all {total}; REPORT.html "
+            f"and report.csv hold every one; a report over some machines' folders shows "
+            f"theirs.")]
         detail = selected[selected["label"].isin(shown)]
         machines = set(detail["machine_id"])
         benchmarks = results.benchmarks[results.benchmarks["label"].isin(shown)]
@@ -294,8 +295,11 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
                 results.benchmarks if all_runs else selected))):
             write_atomic(out_dir / name, content)
             written.append(out_dir / name)
-        if draw_plots:
-            written += write_plots(selected, out_dir, log, write_atomic)
+        if draw_plots:  # the machine/devices the detail tables show (--max-columns)
+            shown = detail_labels(selected, verdicts, reference, max_columns)
+            written += write_plots(selected if shown is None else
+                                   selected[selected["label"].isin(shown)],
+                                   out_dir, log, write_atomic)
         if html:
             written.append(write_page(
                 out_dir, selected, summary_rows(summary), verdicts.rename(
