@@ -23,7 +23,7 @@ from bench.report.compare import (
     compare_results,
 )
 from bench.report.loader import ResultSet, WarningLog, load_results
-from bench.report.modes import EXIT_BAD_INPUT
+from bench.report.modes import EXIT_BAD_INPUT, MAX_RUN_NOTES
 from bench.report.text import (
     NO_VALUE,
     format_run_spread,
@@ -226,10 +226,6 @@ def _check_results(side: str, paths: Sequence[str | Path], results: ResultSet) -
     raise GateInputError(f"{side} {where!r} holds no usable results (see the warnings above)"
                          if not results.runs else
                          f"{side} {where!r} holds no successful case (every case failed)")
-
-
-#: Unfinished runs of a side named one by one; past it, counted per status.
-MAX_RUN_NOTES = 6
 
 
 def side_notes(side: str, results: ResultSet) -> list[str]:

@@ -58,7 +58,8 @@ def recover_journals(paths: Sequence[str | Path]) -> None:
               f"files as they are", file=sys.stderr)
 
 
-#: Runs that did not complete named one by one under the intro; past it, counted.
+#: Runs that did not complete named one by one (the report's intro, each side of the
+#: gate); past it, counted per status.
 MAX_RUN_NOTES = 6
 
 
@@ -141,12 +142,14 @@ MAX_COLUMNS = 12
 
 
 def detail_labels(selected: pd.DataFrame, verdicts: pd.DataFrame, reference: str | None,
-                  max_columns: int) -> list[str] | None:
-    """The labels the detail tables show when there are more than ``max_columns`` (None:
-    all, within the limit or ``max_columns`` 0): the reference, then those the verdicts
-    compare with it on the most cases, then those with the most rows, ties by name."""
-    if selected.empty or not max_columns or selected["label"].nunique() <= max_columns:
-        return None
+                  max_columns: int) -> list[str]:
+    """The labels the detail tables and plots show: every one within ``max_columns`` (or
+    with ``max_columns`` 0), else the reference, then those the verdicts compare with it
+    on the most cases, then those with the most rows, ties by name."""
+    if selected.empty:
+        return []
+    if not max_columns or selected["label"].nunique() <= max_columns:
+        return sorted(selected["label"].unique())
     judged = verdicts["label"].value_counts() if not verdicts.empty else pd.Series(dtype=int)
     rows = selected["label"].value_counts()
     ranked = sorted(rows.index, key=lambda label: (
@@ -159,13 +162,14 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
                  threshold: float = DEFAULT_THRESHOLD,
                  verdicts: pd.DataFrame | None = None,
                  summary: pd.DataFrame | None = None,
-                 max_columns: int = MAX_COLUMNS) -> str:
+                 max_columns: int = MAX_COLUMNS, shown: Sequence[str] | None = None) -> str:
     """REPORT.md: intro, the summary, the verdicts across machines, then every table of
     :mod:`bench.report.tables` and :mod:`bench.report.lists` with something to show, and
     the warnings. ``selected``: the rows the case tables show (select_runs); ``verdicts``:
     :func:`machine_verdicts` over every run (computed when not given); ``max_columns``:
     the machine/device labels the detail tables, plots, Runs, Not run and run-to-run spread
-    show at most (:func:`detail_labels`; 0: all), the summary and verdicts covering every one."""
+    show at most (0: all), the summary and verdicts covering every one; ``shown``: those
+    labels, as :func:`detail_labels` chose them (computed when not given)."""
     if verdicts is None:
         verdicts = machine_verdicts(results.benchmarks, reference, threshold)
     if summary is None:
@@ -181,14 +185,14 @@ def build_report(results: ResultSet, selected: pd.DataFrame, reference: str | No
         + selection_phrase(all_runs),
         f"Speedups are relative to `{reference}` (`--relative-to` changes it)." if reference
         else "No speedups: no results."]
-    shown = detail_labels(selected, verdicts, reference, max_columns)
-    if shown is not None:
-        total = selected["label"].nunique()
+    if shown is None:
+        shown = detail_labels(selected, verdicts, reference, max_columns)
+    if len(shown) < labels:
         notes = [*notes, (
             f"the detail tables, plots, Runs, Not run and the run-to-run spread show "
-            f"{len(shown)} of the {total} machine/device columns (`--max-columns`, "
+            f"{len(shown)} of the {labels} machine/device columns (`--max-columns`, "
             f"{max_columns}; 0 shows all): the reference and those the verdicts compare on "
-            f"the most cases. The summary and the verdicts cover all {total}; REPORT.html "
+            f"the most cases. The summary and the verdicts cover all {labels}; REPORT.html "
             f"and report.csv hold every one; a report over some machines' folders shows "
             f"theirs.")]
         detail = selected[selected["label"].isin(shown)]
@@ -287,8 +291,9 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
     figures = run_figures(results.benchmarks)  # one figure per run and case, computed once
     verdicts = machine_verdicts(results.benchmarks, reference, threshold, figures)
     summary = summarize(verdicts, results.benchmarks, threshold, figures=figures)
+    shown = detail_labels(selected, verdicts, reference, max_columns)  # tables and plots
     report = build_report(results, selected, reference, all_runs, log.messages, notes,
-                          threshold, verdicts, summary, max_columns)
+                          threshold, verdicts, summary, max_columns, shown)
     written = []
     try:
         for name, content in ((REPORT_MD, report), (REPORT_CSV, long_form_csv(
@@ -296,10 +301,8 @@ def make_report(paths: Sequence[str | Path], out_dir: Path, reference_request: s
             write_atomic(out_dir / name, content)
             written.append(out_dir / name)
         if draw_plots:  # the machine/devices the detail tables show (--max-columns)
-            shown = detail_labels(selected, verdicts, reference, max_columns)
-            written += write_plots(selected if shown is None else
-                                   selected[selected["label"].isin(shown)],
-                                   out_dir, log, write_atomic)
+            written += write_plots(selected[selected["label"].isin(shown)], out_dir, log,
+                                   write_atomic)
         if html:
             written.append(write_page(
                 out_dir, selected, summary_rows(summary), verdicts.rename(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.text import LIST_LIMIT
+from bench.report.text import listed
 
 REPORT_HTML = "REPORT.html"
 ASSETS = Path(__file__).parent / "assets"
@@ -316,8 +316,7 @@ def intro(data: dict) -> str:
     dates = sorted(run["datetime"][:10] for run in runs if run["datetime"])
     span = f", {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1] else \
         f", {dates[0]}" if dates else ""
-    named = ", ".join(machines[:LIST_LIMIT]) + (
-        f" and {len(machines) - LIST_LIMIT} more" if len(machines) > LIST_LIMIT else "")
+    named = listed(machines, code=False)
     return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} on {len(machines)} machine"
             f"{'s' if len(machines) != 1 else ''} ({named or 'none'}){span}; "
             f"{len(labels)} machine/device label{'s' if len(labels) != 1 else ''}, "
@@ -330,15 +329,15 @@ def render_page(data: dict) -> str:
     libraries = "\n".join(f"<script>{inline_script((ASSETS / name).read_text('utf-8'))}</script>"
                           for name in LIBRARIES)
     notes = "".join(f"<li>{_markup(note)}</li>" for note in data["notes"])
-    listed = newest_runs(data["runs"])
+    newest = newest_runs(data["runs"])
     runs = "".join(
         f"<tr><td>{html.escape(r['machine_id'])}</td><td>{html.escape(r['run'])}</td>"
         f"<td>{html.escape((r['datetime'] or '')[:19].replace('T', ' '))}</td>"
         f"<td>{html.escape(r['commit'] or '—')}</td><td>{html.escape(r['status'])}</td></tr>"
-        for r in listed)
+        for r in newest)
     runs_title = f"Runs read ({len(data['runs'])}" + (
-        f"; the newest {len(listed)} listed, every run in REPORT.md's Runs and the index)"
-        if len(listed) < len(data["runs"]) else ")")
+        f"; the newest {len(newest)} listed, every run in REPORT.md's Runs and the index)"
+        if len(newest) < len(data["runs"]) else ")")
     charts = "".join(
         f'<section class="chart"><h2>{html.escape(heading)}</h2><p class="caption">'
         f'{caption}</p>{extra}<div id="chart-{name}" class="view"></div></section>'

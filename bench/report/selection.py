@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.loader import CASE_KEY, STATS_COLUMNS, ResultSet, typed
+from bench.report.text import listed
 
 #: How ``--all-runs`` pools a figure of several runs: rates (work / time) and times are
 #: rescaled to the pooled median round; the case's own numbers are the newest run's.
@@ -151,12 +152,12 @@ def only_commits(results: ResultSet, prefixes: list[str]) -> ResultSet:
             key = commit[:10] if re.fullmatch(r"[0-9a-fA-F]+", commit) else commit
             when, count = newest.get(key, (run.datetime, 0))
             newest[key] = (max(when, run.datetime), count + 1)
-        listed = sorted(newest.items(), key=lambda item: item[1][0], reverse=True)
-        there = ", ".join(f"{commit} ({count} run{'s' if count != 1 else ''})"
-                          for commit, (_, count) in listed[:8])
-        more = f" and {len(listed) - 8} more" if len(listed) > 8 else ""
+        there = listed((f"{commit} ({count} run{'s' if count != 1 else ''})"
+                        for commit, (_, count) in sorted(
+                            newest.items(), key=lambda item: item[1][0], reverse=True)),
+                       code=False)
         raise ValueError(f"no run measured {', '.join(prefixes)}; the runs read measured "
-                         f"{there or 'nothing'}{more}")
+                         f"{there or 'nothing'}")
     files = {str(run.path) for run in keep}
     frame, failures = results.benchmarks, results.failures
     return ResultSet(frame[frame["run_file"].astype(str).isin(files)].reset_index(drop=True)

@@ -53,6 +53,12 @@ def _caption(reference: str, threshold: float, commits: set[str] | None = None) 
             f"{_commits_phrase(commits)} Every case: section Verdicts across machines._")
 
 
+def _verdict_table(headers: list[str], rows: list[list[str]]) -> str:
+    """The summary's rows (:func:`_verdict_rows`) as markdown: machine/device, cases, all
+    cases, verdict, then a column per suite."""
+    return fmt.markdown_table(headers, rows, ["l", "r", "r", "l"] + ["r"] * (len(headers) - 4))
+
+
 def _verdict_rows(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     suites = [s for s in SUITE_HEADERS if s in set(summary["suite"])]
     headers = ["machine/device", "cases", "all cases", "verdict",
@@ -131,8 +137,7 @@ def summary_section(selected: pd.DataFrame, verdicts: pd.DataFrame, summary: pd.
     else:
         headers, rows = _verdict_rows(summary)
         more = len(rows) - MAX_MACHINES
-        lines.append(fmt.markdown_table(headers, rows[:MAX_MACHINES],
-                                        ["l", "r", "r", "l"] + ["r"] * (len(headers) - 4)))
+        lines.append(_verdict_table(headers, rows[:MAX_MACHINES]))
         if more > 0:
             lines.append(f"\n…and {more} more machine/device(s): every one in section "
                          f"Verdicts across machines.")
@@ -159,10 +164,9 @@ def verdicts_section(verdicts: pd.DataFrame, threshold: float,
     if summary is not None and not summary.empty:
         headers, rows = _verdict_rows(summary)
         if len(rows) > MAX_MACHINES:
-            overall = ("_Every machine/device over all its cases and by suite (the summary "
-                       "lists the first " + str(MAX_MACHINES) + "):_\n\n" + fmt.markdown_table(
-                           headers, rows, ["l", "r", "r", "l"] + ["r"] * (len(headers) - 4))
-                       + "\n\n")
+            overall = (f"_Every machine/device over all its cases and by suite (the summary "
+                       f"lists the first {MAX_MACHINES}):_\n\n{_verdict_table(headers, rows)}"
+                       f"\n\n")
     ordered = verdicts.assign(_v=verdicts["verdict"].map(VERDICT_ORDER),
                               _s=verdicts["suite"].map(lambda s: fmt.order("suite", s))) \
         .sort_values(["label", "_v", "_s", "setting"], kind="stable")

@@ -129,10 +129,10 @@ def format_minutes(seconds: float) -> str:
 LIST_LIMIT = 8
 
 
-def listed(names: Iterable[object], limit: int = LIST_LIMIT) -> str:
-    """Names in backticks, comma-separated; past ``limit``, the first ones and "and N more"
-    (200 machine ids make no line anyone reads)."""
-    names = [f"`{name}`" for name in names]
+def listed(names: Iterable[object], limit: int = LIST_LIMIT, code: bool = True) -> str:
+    """Names comma-separated, in backticks (``code``; plain text without); past ``limit``,
+    the first ones and "and N more" (200 machine ids make no line anyone reads)."""
+    names = [f"`{name}`" if code else str(name) for name in names]
     if len(names) <= limit:
         return ", ".join(names)
     return f"{', '.join(names[:limit])} and {len(names) - limit} more"

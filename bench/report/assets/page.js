@@ -265,8 +265,8 @@
     if (typeof a === "number" && typeof b === "number") return a - b;
     return String(a).localeCompare(String(b), undefined, { numeric: true });
   }
+  const ROW_LIMIT = 60;  // rows a table shows before its "show all" button
   /* A table with clickable headers: the first click sorts ascending, the next descending. */
-  const ROW_LIMIT = 60;
   function table(element, columns, rows, cell, emptyText) {
     element.textContent = "";
     if (!rows.length) {
